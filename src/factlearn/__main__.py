@@ -1,0 +1,3 @@
+from factlearn.cli import main
+
+raise SystemExit(main())

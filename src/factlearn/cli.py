@@ -1,0 +1,77 @@
+"""The `factlearn` command: one subcommand per pipeline stage.
+
+Each stage package has a light `cli.py` with `register(subparsers)`; heavy imports (torch,
+transformers) happen inside the command functions so `--help` stays instant. Errors from bad input
+(UserError) become one line on stderr and exit code 2; Ctrl-C exits 130; `--debug` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from factlearn import __version__
+from factlearn.errors import UserError
+
+# Stage modules, in pipeline order; each registers its own subcommands.
+STAGE_MODULES = (
+    "factlearn.models_cli",
+    "factlearn.data.cli",
+    "factlearn.train.cli",
+    "factlearn.evaluate.cli",
+    "factlearn.analyze.cli",
+    "factlearn.report.cli",
+)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but usage mistakes print one line (plus the fix) and exit 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        sys.stderr.write(f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="factlearn",
+        description="Teach a language model new facts by finetuning, and measure whether it learned facts "
+        "or only word co-occurrence. Stages: data -> train -> eval -> probe/ablate -> run/report.",
+    )
+    parser.add_argument("--version", action="version", version=f"factlearn {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full Python tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    for name in STAGE_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if not (e.name and (name == e.name or name.startswith(e.name + "."))):
+                raise
+            continue  # stage not built yet
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2 if args.command is None and argv else 0
+    debug = args.debug or os.environ.get("FACTLEARN_DEBUG") == "1"
+    try:
+        return int(args.func(args) or 0)
+    except UserError as e:
+        if debug:
+            raise
+        print(f"factlearn: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("factlearn: interrupted; outputs already written are complete, partial ones were discarded",
+              file=sys.stderr)
+        return 130
