@@ -1,0 +1,371 @@
+"""Layer-wise ablation of what finetuning changed: where in the network does a learned fact live?
+
+Δ = finetuned − base weights. For k = 0 … L we remove Δ (put the base weights back) from the first k
+transformer layers ("bottom-up") and, separately, from the last k layers ("top-down"), and evaluate
+QA and multiple choice at each k. Paper: after Narrative training QA depends on the middle layers and
+MC on the lower ones; after Referencing training both depend on the lower layers.
+
+Parameters are grouped by layer index from their names (`model.layers.{i}.…`, `transformer.h.{i}.…`).
+Embeddings, the final norm + LM head, and anything else are their own groups ("embeddings", "head",
+"other"): the sweeps touch transformer layers only, and separate entries report removing Δ from the
+embeddings alone, from the head alone, and from everything (which must reproduce the base model).
+
+Affordable by construction: one model in memory, Δ switched in place (full finetune: copy the kept
+base or finetuned tensor back into the parameter, bit-exact both ways; LoRA: disable/enable the
+adapter modules of a layer), results cached per removed set (k=0 of both sweeps is one evaluation),
+and a fixed evaluation subset (`limit` items per task) with a user-chosen k grid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from factlearn.atomic import atomic_write_json
+from factlearn.errors import UserError
+
+DEFAULT_TASKS = ("Eval_QA", "Eval_multiple_choice")
+DEFAULT_LIMIT = 20
+# The metric plotted per task: accuracy for multiple choice, exact match for generation.
+PRIMARY_METRICS = ("acc", "exact_match")
+
+_LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks|layer)\.(\d+)\.")
+_EMBED = re.compile(r"(?:^|\.)(?:embed_tokens|embed_positions|wte|wpe|embeddings?)(?:\.|$)")
+_HEAD = re.compile(r"(?:^|\.)(?:lm_head|norm|ln_f|final_layer_norm|final_layernorm)(?:\.|$)")
+
+
+def group_of(name: str) -> str:
+    """The ablation group of a parameter name: 'layer.{i}', 'embeddings', 'head' or 'other'."""
+    m = _LAYER.search(name)
+    if m:
+        return f"layer.{int(m.group(1))}"
+    if _EMBED.search(name):
+        return "embeddings"
+    if _HEAD.search(name):
+        return "head"
+    return "other"
+
+
+def layer_group(i: int) -> str:
+    return f"layer.{i}"
+
+
+class DeltaSwitch:
+    """Turns the finetuning change of chosen groups off (base weights) and back on, in place.
+
+    Subclasses know how: full finetune copies kept tensors; LoRA toggles adapter modules.
+    `removed` is the current set of groups whose Δ is off.
+    """
+
+    kind = "abstract"
+
+    def __init__(self, num_layers: int):
+        self.num_layers = num_layers
+        self.removed: frozenset[str] = frozenset()
+
+    def groups(self) -> list[str]:
+        """Groups that carry a change, layers in index order first."""
+        raise NotImplementedError
+
+    def group_stats(self) -> dict[str, dict[str, float]]:
+        """Per group: number of changed tensors/elements and the Frobenius norm of Δ."""
+        raise NotImplementedError
+
+    def _set(self, group: str, removed: bool) -> None:
+        raise NotImplementedError
+
+    def apply(self, removed: set[str] | frozenset[str]) -> None:
+        """Make exactly the groups in `removed` base, and all others finetuned."""
+        removed = frozenset(removed)
+        unknown = removed - set(self.all_group_names())
+        if unknown:
+            raise UserError(f"unknown ablation group(s) {sorted(unknown)}; known: {self.all_group_names()}")
+        for g in self.groups():
+            if (g in removed) != (g in self.removed):
+                self._set(g, g in removed)
+        self.removed = removed
+
+    def restore(self) -> None:
+        """Back to the finetuned model."""
+        self.apply(frozenset())
+
+    def all_group_names(self) -> list[str]:
+        return [layer_group(i) for i in range(self.num_layers)] + ["embeddings", "head", "other"]
+
+    @contextlib.contextmanager
+    def removed_groups(self, groups: set[str] | frozenset[str]) -> Iterator[None]:
+        """Within the block the given groups are base; afterwards the finetuned model is back."""
+        self.apply(groups)
+        try:
+            yield
+        finally:
+            self.restore()
+
+
+class FullDelta(DeltaSwitch):
+    """Δ of a full finetune: keeps the base and finetuned copy of every changed tensor.
+
+    We keep both copies rather than Δ itself so that switching is bit-exact: base + (ft − base) is
+    not always ft in floating point, and the k=0 / all-removed checks must reproduce both models exactly.
+    """
+
+    kind = "full"
+
+    def __init__(self, model, base_state: dict[str, Any], num_layers: int):
+        import torch
+
+        super().__init__(num_layers)
+        self._params: dict[str, list[tuple[str, Any, Any, Any]]] = {}
+        params = dict(model.named_parameters())  # deduplicated: a tied lm_head appears once, as embeddings
+        missing = [n for n in params if n not in base_state]
+        if missing:
+            raise UserError(f"the base model has no parameter {missing[0]} (and {len(missing) - 1} more); "
+                            "pass the base model this one was finetuned from")
+        for name, param in params.items():
+            base = base_state[name]
+            if tuple(base.shape) != tuple(param.shape):
+                raise UserError(f"parameter {name} has shape {tuple(param.shape)} but {tuple(base.shape)} in the "
+                                "base model; pass the base model this one was finetuned from")
+            base = base.to(device=param.device, dtype=param.dtype)
+            if torch.equal(base, param.data):
+                continue  # unchanged by finetuning: nothing to switch
+            entry = (name, param, base.clone(), param.data.clone())
+            self._params.setdefault(group_of(name), []).append(entry)
+
+    def groups(self) -> list[str]:
+        return [g for g in self.all_group_names() if g in self._params]
+
+    @staticmethod
+    def from_models(model, base_model) -> "FullDelta":
+        """Build from two loaded models of the same architecture (the base is only read)."""
+        state = {n: p.detach() for n, p in base_model.named_parameters()}
+        return FullDelta(model, state, model.config.num_hidden_layers)
+
+    def _set(self, group: str, removed: bool) -> None:
+        import torch
+
+        with torch.no_grad():
+            for _, param, base, finetuned in self._params[group]:
+                param.data.copy_(base if removed else finetuned)
+
+    def group_stats(self) -> dict[str, dict[str, float]]:
+        stats = {}
+        for g in self.groups():
+            entries = self._params[g]
+            delta_sq = sum(float(((ft.double() - b.double()) ** 2).sum()) for _, _, b, ft in entries)
+            base_sq = sum(float((b.double() ** 2).sum()) for _, _, b, _ in entries)
+            stats[g] = {"tensors": len(entries), "elements": sum(b.numel() for _, _, b, _ in entries),
+                        "delta_norm": delta_sq ** 0.5, "relative_delta_norm": (delta_sq / base_sq) ** 0.5 if base_sq else 0.0}
+        return stats
+
+
+class LoraDelta(DeltaSwitch):
+    """Δ of a LoRA finetune is the adapters: removing it from a layer disables that layer's adapters.
+
+    A disabled peft LoRA module runs only its base layer, so with every adapter off the forward pass
+    is the base model's, exactly.
+    """
+
+    kind = "lora"
+
+    def __init__(self, peft_model):
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        super().__init__(peft_model.config.num_hidden_layers if hasattr(peft_model.config, "num_hidden_layers")
+                         else peft_model.get_base_model().config.num_hidden_layers)
+        self._modules: dict[str, list[tuple[str, Any]]] = {}
+        for name, module in peft_model.named_modules():
+            if isinstance(module, BaseTunerLayer):
+                self._modules.setdefault(group_of(name + "."), []).append((name, module))
+        if not self._modules:
+            raise UserError("the model has no LoRA adapter modules; for a full finetune pass --base "
+                            "with the model it was finetuned from")
+        self._requires_grad = {id(p): p.requires_grad for _, m in self._all() for p in m.parameters()}
+
+    def _all(self):
+        for entries in self._modules.values():
+            yield from entries
+
+    def groups(self) -> list[str]:
+        return [g for g in self.all_group_names() if g in self._modules]
+
+    def _set(self, group: str, removed: bool) -> None:
+        for _, module in self._modules[group]:
+            module.enable_adapters(not removed)
+            # enable_adapters(True) makes adapter weights trainable; keep the flags as loaded.
+            for p in module.parameters():
+                p.requires_grad_(self._requires_grad[id(p)])
+
+    def group_stats(self) -> dict[str, dict[str, float]]:
+        import torch
+
+        stats = {}
+        with torch.no_grad():
+            for g in self.groups():
+                delta_sq, elements = 0.0, 0
+                for _, module in self._modules[g]:
+                    for adapter in getattr(module, "active_adapters", []):
+                        if hasattr(module, "get_delta_weight") and adapter in getattr(module, "lora_A", {}):
+                            d = module.get_delta_weight(adapter).double()
+                            delta_sq += float((d ** 2).sum())
+                            elements += d.numel()
+                stats[g] = {"tensors": len(self._modules[g]), "elements": elements, "delta_norm": delta_sq ** 0.5}
+        return stats
+
+
+def delta_switch(model, base_model=None) -> DeltaSwitch:
+    """LoRA when `model` is a peft model, else a full Δ against `base_model` (required then)."""
+    from peft import PeftModel
+
+    if isinstance(model, PeftModel):
+        return LoraDelta(model)
+    if base_model is None:
+        raise UserError("a full finetune needs its base model to compute Δ; pass --base MODEL")
+    return FullDelta.from_models(model, base_model)
+
+
+def k_grid(num_layers: int, k_step: int | None = None, ks: Sequence[int] | None = None) -> list[int]:
+    """The k values to evaluate: an explicit list, or every `k_step`-th k from 0 (L always included)."""
+    if ks is not None and k_step is not None:
+        raise UserError("give either a k step or an explicit k grid, not both")
+    if ks is not None:
+        bad = [k for k in ks if not 0 <= int(k) <= num_layers]
+        if bad or not ks:
+            raise UserError(f"k grid {list(ks)} must be non-empty with values in 0..{num_layers} (the model has "
+                            f"{num_layers} layers)")
+        return sorted({int(k) for k in ks})
+    step = 1 if k_step is None else int(k_step)
+    if step < 1:
+        raise UserError(f"k step must be >= 1, got {step}")
+    return sorted(set(range(0, num_layers + 1, step)) | {num_layers})
+
+
+def primary_metric(metrics: dict[str, float]) -> str:
+    """The metric plotted for a task: acc (multiple choice) or exact_match (generative)."""
+    for m in PRIMARY_METRICS:
+        if m in metrics:
+            return m
+    return sorted(metrics)[0]
+
+
+@dataclass
+class AblationResult:
+    """Evaluations of the model with Δ removed from various groups; JSON-serialisable."""
+
+    model: str
+    base: str
+    corpus: str
+    kind: str
+    num_layers: int
+    tasks: list[str]
+    limit: int | None
+    num_fewshot: int
+    k_grid: list[int]
+    group_stats: dict[str, dict[str, float]]
+    tied_embeddings: bool
+    # sweep name -> [{"k", "removed": [groups], "metrics": {task: {metric: value}}}]
+    sweeps: dict[str, list[dict]] = field(default_factory=dict)
+    # entry name -> {"removed": [groups], "metrics": ...}: finetuned, embeddings, head, all (= base)
+    entries: dict[str, dict] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def save_json(self, path: str | Path) -> Path:
+        return atomic_write_json(path, self.to_dict())
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AblationResult":
+        return cls(**d)
+
+    def series(self, sweep: str, task: str, metric: str | None = None) -> tuple[list[int], list[float]]:
+        rows = self.sweeps[sweep]
+        metric = metric or primary_metric(rows[0]["metrics"][task])
+        return [r["k"] for r in rows], [r["metrics"][task][metric] for r in rows]
+
+
+def run_ablation(model, tokenizer, switch: DeltaSwitch, *, data, tasks: Sequence[str] = DEFAULT_TASKS,
+                 limit: int | None = DEFAULT_LIMIT, ks: Sequence[int] | None = None, num_fewshot: int = 5,
+                 batch_size: int = 16, model_name: str = "model", base_name: str = "base",
+                 corpus: str = "corpus", progress: Callable[[str], None] | None = None) -> AblationResult:
+    """Evaluate bottom-up and top-down removal of Δ for each k, plus the embeddings/head/all entries.
+
+    `data` is what factlearn.evaluate.evaluate takes (a DatasetDict keyed by config name, or a source).
+    The model is left exactly finetuned afterwards, even if an evaluation fails.
+    """
+    from factlearn.evaluate import evaluate
+
+    L = switch.num_layers
+    ks = list(ks) if ks is not None else k_grid(L)
+    cache: dict[frozenset[str], dict] = {}
+
+    def eval_removed(removed: set[str], label: str) -> dict:
+        key = frozenset(removed) & frozenset(switch.groups())  # removing an unchanged group is a no-op
+        if key not in cache:
+            if progress:
+                progress(f"ablation: {label} ({len(key)} group(s) reset to base)")
+            with switch.removed_groups(key):
+                result = evaluate(model, tokenizer, tasks=list(tasks), data=data, num_fewshot=num_fewshot,
+                                  limit=limit, batch_size=batch_size)
+            cache[key] = result.metrics
+        return cache[key]
+
+    layers = [layer_group(i) for i in range(L)]
+    out = AblationResult(model=model_name, base=base_name, corpus=corpus, kind=switch.kind, num_layers=L,
+                         tasks=list(tasks), limit=limit, num_fewshot=num_fewshot, k_grid=ks,
+                         group_stats=switch.group_stats(), tied_embeddings=_tied(model))
+    try:
+        for sweep, pick in (("bottom_up", lambda k: layers[:k]), ("top_down", lambda k: layers[L - k:])):
+            rows = []
+            for k in ks:
+                removed = pick(k)
+                rows.append({"k": k, "removed": removed, "metrics": eval_removed(set(removed), f"{sweep} k={k}")})
+            out.sweeps[sweep] = rows
+        for name, removed in (("finetuned", []), ("embeddings", ["embeddings"]), ("head", ["head"]),
+                              ("all", switch.all_group_names())):
+            out.entries[name] = {"removed": removed, "metrics": eval_removed(set(removed), f"remove {name}")}
+    finally:
+        switch.restore()
+    return out
+
+
+def _tied(model) -> bool:
+    try:
+        return model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    except AttributeError:
+        return False
+
+
+def plot_ablation(result: AblationResult, out_png: str | Path, title: str | None = None) -> Path:
+    """Accuracy vs k for both sweeps, one panel per task, with finetuned/base/embeddings/head references."""
+    from factlearn.analyze.plotting import pyplot, save_figure
+
+    plt = pyplot()
+    n = len(result.tasks)
+    fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 4.2), squeeze=False)
+    for ax, task in zip(axes[0], result.tasks):
+        metric = primary_metric(result.sweeps["bottom_up"][0]["metrics"][task])
+        for sweep, style, label in (("bottom_up", "-o", "remove Δ from first k layers (bottom-up)"),
+                                    ("top_down", "-s", "remove Δ from last k layers (top-down)")):
+            xs, ys = result.series(sweep, task, metric)
+            ax.plot(xs, ys, style, ms=4, label=label)
+        refs = (("all", "base model (all Δ removed)", "k"), ("embeddings", "Δ removed from embeddings only", "tab:purple"),
+                ("head", "Δ removed from final norm + head only", "tab:brown"))
+        for name, label, color in refs:
+            if name in result.entries:
+                ax.axhline(result.entries[name]["metrics"][task][metric], ls=":", color=color, lw=1.2, label=label)
+        ax.set_xlabel(f"k (number of layers reset to base, of {result.num_layers})")
+        ax.set_ylabel(f"{task} {metric}")
+        ax.set_xticks(result.k_grid)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(task, fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="best")
+    limit = f", {result.limit} items/task" if result.limit else ""
+    fig.suptitle(title or f"Layer-wise ablation of Δ: {result.model} on {result.corpus} "
+                 f"({result.kind} finetune{limit})", fontsize=11)
+    fig.tight_layout()
+    return save_figure(fig, out_png)
