@@ -122,20 +122,13 @@ def choose_metrics(log: TrainLog, metrics: list[str] | None) -> list[str]:
 
 
 def run_title(log_path: Path) -> str:
-    """'model on corpus' from the run's config.yaml next to the log, when it is there."""
-    cfg_path = log_path.parent / "config.yaml"
-    if cfg_path.is_file():
-        try:
-            from omegaconf import OmegaConf
+    """'model on corpus' from the run's config.yaml next to the log, else the run folder's name."""
+    from factlearn.analyze.runinfo import corpus_label, read_run_config
 
-            cfg = OmegaConf.to_container(OmegaConf.load(cfg_path))
-        except Exception:  # a title is not worth failing for
-            cfg = {}
-        if isinstance(cfg, dict):
-            model = cfg.get("model") or "model"
-            corpus = cfg.get("subset") or cfg.get("corpus") or cfg.get("data") or "corpus"
-            return f"{Path(str(model)).name} on {Path(str(corpus)).name}"
-    return log_path.parent.name or str(log_path)
+    cfg = read_run_config(log_path.parent)
+    if not cfg:
+        return log_path.parent.name or str(log_path)
+    return f"{Path(str(cfg.get('model', 'model'))).name} on {corpus_label(cfg, default='corpus')}"
 
 
 def plot_training_curves(log: TrainLog | str | Path, out_png: str | Path, metrics: list[str] | None = None,
@@ -156,8 +149,8 @@ def plot_training_curves(log: TrainLog | str | Path, out_png: str | Path, metric
         layer = reset.get("forget_start_layer")
         label = "forgetting reset" + (f" (layers ≥ {layer})" if layer is not None else "")
         ax.axvline(reset["x"], color="tab:red", ls="--", lw=1.2, label=label if i == 0 else None)
-        ax.annotate(label, (reset["x"], 1.0), xycoords=("data", "axes fraction"), xytext=(3, -12),
-                    textcoords="offset points", color="tab:red", fontsize=8)
+        ax.annotate(label, (reset["x"], 0.03), xycoords=("data", "axes fraction"), xytext=(-3, 0),
+                    textcoords="offset points", color="tab:red", fontsize=8, rotation=90, ha="right", va="bottom")
     handles, labels = ax.get_legend_handles_labels()
     if chosen:
         ax2 = ax.twinx()
