@@ -1,0 +1,408 @@
+"""One engine for every task: batched log-likelihood scoring and batched greedy generation.
+
+Answers must equal lm-evaluation-harness 0.4 (`--model hf`) on the same prompts, so tokenization follows
+its HFLM rules: a context's trailing white space moves onto the continuation; context and
+context+continuation are encoded whole (tokenizer defaults) and the continuation is the tail of the
+latter; inputs are left-truncated to the model's maximum length. Speed comes from doing less work, not
+different maths:
+- items are sorted by length and batched (left padding + explicit position ids, so padding changes
+  nothing but rounding);
+- logits are computed only at the scored positions (`logits_to_keep`), so neither the LM head nor the
+  log-softmax ever runs over the whole sequence x vocabulary;
+- multiple choice: one forward pass over the context scores all four " A".." D" when each is a single
+  token after that context (checked per item; otherwise each choice is scored separately);
+- generation: `model.generate` with the KV cache, each row stopping at the stop string;
+- everything under `torch.inference_mode()`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from factlearn.errors import UserError
+from factlearn.evaluate.fewshot import Prompt, build_prompts
+from factlearn.evaluate.metrics import GENERATIVE_METRICS, choice_predictions, mean
+from factlearn.evaluate.tasks import GENERATE, Task, get_tasks
+
+_LM_EVAL_UNSET_MAX_LEN = 1000000000000000019884624838656  # transformers' "no limit" sentinel
+
+
+# --------------------------------------------------------------------------- tokenization (lm-eval rules)
+
+def encode(tokenizer, text: str) -> list[int]:
+    """Token ids with the tokenizer's default special tokens, as lm-eval's HFLM.tok_encode does."""
+    return tokenizer.encode(text)
+
+
+def prefix_token_id(tokenizer) -> int:
+    """What an empty context is replaced by (lm-eval: BOS if the tokenizer has one, else EOS)."""
+    return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+
+
+def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """(context ids, continuation ids), split the way lm-eval 0.4 splits them."""
+    if not context:
+        return [prefix_token_id(tokenizer)], encode(tokenizer, continuation)
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces:
+        context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
+    whole = encode(tokenizer, context + continuation)
+    context_ids = encode(tokenizer, context)
+    return context_ids, whole[len(context_ids):]
+
+
+def max_length(model, tokenizer) -> int:
+    """The model's context length, looked up in the same order as lm-eval's HFLM."""
+    config = model.config
+    for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
+        if getattr(config, attr, None):
+            return int(getattr(config, attr))
+    limit = getattr(tokenizer, "model_max_length", None)
+    if limit and limit != _LM_EVAL_UNSET_MAX_LEN:
+        return int(limit)
+    return 2048
+
+
+# --------------------------------------------------------------------------- batching helpers
+
+def _device(model):
+    return next(model.parameters()).device
+
+
+def _batches(order: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(order), max(1, size)):
+        yield order[start:start + max(1, size)]
+
+
+def _left_pad(rows: Sequence[Sequence[int]], pad_id: int, device):
+    """Left-padded ids and attention mask: every row's last token sits in the last column."""
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, width - len(row):] = torch.tensor(row, dtype=torch.long)
+        mask[i, width - len(row):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _pad_id(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def _supports_logits_to_keep(model) -> bool:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
+
+
+def _tail_logits(model, ids, mask, keep: int):
+    """Logits of the last `keep` positions only ([batch, keep, vocab], fp32)."""
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
+    extra = {"logits_to_keep": keep} if _supports_logits_to_keep(model) else {}
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids, use_cache=False, **extra).logits
+    return logits[:, -keep:, :].float()
+
+
+# --------------------------------------------------------------------------- scoring
+
+def score_continuations(model, tokenizer, contexts: Sequence[str], continuations: Sequence[str],
+                        batch_size: int = 16) -> list[float]:
+    """Sum log-probability of each continuation given its context (lm-eval's `loglikelihood`).
+
+    Public: the probes (factlearn.analyze) reuse it. Works on any causal LM, including peft models.
+    """
+    import torch
+
+    if len(contexts) != len(continuations):
+        raise ValueError(f"{len(contexts)} contexts but {len(continuations)} continuations")
+    limit = max_length(model, tokenizer)
+    items = []
+    for context, continuation in zip(contexts, continuations):
+        ctx_ids, cont_ids = encode_pair(tokenizer, context, continuation)
+        items.append(((ctx_ids + cont_ids)[-(limit + 1):][:-1], cont_ids))
+    scores = [0.0] * len(items)
+    order = sorted((i for i in range(len(items)) if items[i][1]), key=lambda i: -len(items[i][0]))
+    device = _device(model)
+    with torch.inference_mode():
+        for batch in _batches(order, batch_size):
+            keep = max(len(items[i][1]) for i in batch)
+            ids, mask = _left_pad([items[i][0] for i in batch], _pad_id(tokenizer), device)
+            logprobs = torch.log_softmax(_tail_logits(model, ids, mask, keep), dim=-1)
+            for row, i in enumerate(batch):
+                cont = torch.tensor(items[i][1], device=device)
+                scored = logprobs[row, keep - len(cont):, :]
+                scores[i] = float(scored.gather(-1, cont[:, None]).sum())
+    return scores
+
+
+def score_choices(model, tokenizer, contexts: Sequence[str], choices: Sequence[str],
+                  batch_size: int = 16) -> list[list[float]]:
+    """Log-likelihood of every choice after every context: [len(contexts)][len(choices)].
+
+    When each choice is one token after a context (" A".." D" for most tokenizers), one forward pass
+    over the context yields all of them; other contexts fall back to score_continuations.
+    """
+    import torch
+
+    limit = max_length(model, tokenizer)
+    one_pass: list[tuple[int, list[int], list[int]]] = []  # (item, context ids, choice token ids)
+    fallback: list[int] = []
+    for i, context in enumerate(contexts):
+        pairs = [encode_pair(tokenizer, context, choice) for choice in choices]
+        if all(len(cont) == 1 for _, cont in pairs):
+            one_pass.append((i, pairs[0][0][-limit:], [cont[0] for _, cont in pairs]))
+        else:
+            fallback.append(i)
+    scores: list[list[float]] = [[] for _ in contexts]
+    one_pass.sort(key=lambda item: -len(item[1]))
+    device = _device(model)
+    with torch.inference_mode():
+        for start in range(0, len(one_pass), max(1, batch_size)):
+            batch = one_pass[start:start + max(1, batch_size)]
+            ids, mask = _left_pad([ctx for _, ctx, _ in batch], _pad_id(tokenizer), device)
+            logprobs = torch.log_softmax(_tail_logits(model, ids, mask, 1)[:, -1, :], dim=-1)
+            token_ids = torch.tensor([toks for _, _, toks in batch], device=device)
+            chosen = logprobs.gather(-1, token_ids).tolist()
+            for (i, _, _), row in zip(batch, chosen):
+                scores[i] = row
+    if fallback:
+        flat = score_continuations(model, tokenizer, [contexts[i] for i in fallback for _ in choices],
+                                   [c for _ in fallback for c in choices], batch_size)
+        for n, i in enumerate(fallback):
+            scores[i] = flat[n * len(choices):(n + 1) * len(choices)]
+    return scores
+
+
+# --------------------------------------------------------------------------- generation
+
+_STOP_MASKS: dict[tuple, Any] = {}
+
+
+def _stop_token_mask(tokenizer, stop: str, size: int):
+    """Bool vector over the vocabulary: does this token's text contain `stop` (a single character)?
+
+    A byte-level token holds whole bytes, so the generated text contains a one-character stop string
+    exactly when some generated token does; a per-token lookup then replaces decoding every step.
+    """
+    import torch
+
+    key = (id(tokenizer), getattr(tokenizer, "name_or_path", ""), len(tokenizer), stop, size)
+    if key not in _STOP_MASKS:
+        texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+        mask = torch.zeros(size, dtype=torch.bool)
+        mask[: len(texts)] = torch.tensor([stop in t for t in texts])
+        _STOP_MASKS[key] = mask
+    return _STOP_MASKS[key]
+
+
+def _stopping_criteria(tokenizer, stop: str, prompt_width: int, vocab_size: int, device):
+    """Per-row stop: generate() keeps finished rows finished, so only the newest token is checked."""
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    if len(stop) == 1:
+        mask = _stop_token_mask(tokenizer, stop, vocab_size).to(device)
+
+        class StopOnToken(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                return mask[input_ids[:, -1]]
+    else:
+        class StopOnToken(StoppingCriteria):  # multi-character stop: decode what was generated so far
+            def __call__(self, input_ids, scores, **kwargs):
+                import torch
+
+                texts = tokenizer.batch_decode(input_ids[:, prompt_width:])
+                return torch.tensor([stop in t for t in texts], device=input_ids.device)
+
+    return StoppingCriteriaList([StopOnToken()])
+
+
+def generate_until(model, tokenizer, contexts: Sequence[str], stop: str = "\n", max_new_tokens: int = 50,
+                   batch_size: int = 16) -> list[str]:
+    """Greedy continuation of each context, cut at the first `stop` (lm-eval's `generate_until`)."""
+    import torch
+
+    limit = max_length(model, tokenizer) - max_new_tokens
+    encoded = [encode(tokenizer, c)[-limit:] for c in contexts]
+    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+    outputs = [""] * len(encoded)
+    device = _device(model)
+    vocab_size = max(len(tokenizer), int(getattr(model.config, "vocab_size", 0) or 0))
+    with torch.inference_mode():
+        for batch in _batches(order, batch_size):
+            ids, mask = _left_pad([encoded[i] for i in batch], _pad_id(tokenizer), device)
+            generated = model.generate(
+                input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+                stopping_criteria=_stopping_criteria(tokenizer, stop, ids.shape[1], vocab_size, device),
+                pad_token_id=_pad_id(tokenizer), use_cache=True)
+            for row, i in enumerate(batch):
+                text = tokenizer.decode(generated[row, ids.shape[1]:].tolist(), skip_special_tokens=True)
+                outputs[i] = text.split(stop)[0] if stop else text
+    return outputs
+
+
+# --------------------------------------------------------------------------- data
+
+def resolve_data(data, configs: Sequence[str], n_countries: int = 20, seed: int = 0) -> Mapping[str, Any]:
+    """A mapping config -> rows. `data` is such a mapping (e.g. load_cca's DatasetDict), or a source
+    for factlearn.data.load_cca (None = the built-in generator, "hub", or a local folder)."""
+    if data is not None and not isinstance(data, (str, Path)):
+        return data
+    try:
+        from factlearn.data import load_cca
+    except ImportError:
+        raise UserError("factlearn.data is not installed, so no dataset can be loaded; pass `data` as a "
+                        "dict of datasets keyed by config name") from None
+    return {c: load_cca(c, source=str(data) if data is not None else None, n_countries=n_countries, seed=seed)
+            for c in dict.fromkeys(configs)}
+
+
+def task_docs(dataset: Mapping[str, Any], task: Task) -> list[dict]:
+    """The task's documents as plain dicts, in the split's original order."""
+    if task.config not in dataset:
+        raise UserError(f"the data has no config '{task.config}' needed by task {task.name}; "
+                        f"available: {', '.join(map(str, dataset)) or 'none'}")
+    rows = dataset[task.config]
+    if isinstance(rows, Mapping):  # a DatasetDict of splits rather than one split
+        if task.split not in rows:
+            raise UserError(f"config '{task.config}' has no split '{task.split}' (has: {', '.join(rows)})")
+        rows = rows[task.split]
+    docs = rows.to_list() if hasattr(rows, "to_list") else [dict(r) for r in rows]
+    missing = [f for f in task.fields if docs and f not in docs[0]]
+    if missing:
+        raise UserError(f"config '{task.config}' lacks column(s) {', '.join(missing)} needed by task {task.name}; "
+                        f"expected columns: {', '.join(task.fields)}")
+    if not docs:
+        raise UserError(f"config '{task.config}' is empty; task {task.name} needs at least one row")
+    return docs
+
+
+# --------------------------------------------------------------------------- evaluation
+
+@dataclass
+class EvalResult:
+    """Per-task metrics, per-item records, and timing (seconds) of one evaluation."""
+
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    records: dict[str, list[dict]] = field(default_factory=dict)
+    timing: dict[str, float] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def _run_generate(model, tokenizer, task: Task, docs: list[dict], prompts: list[Prompt], batch_size: int) -> list[dict]:
+    predictions = generate_until(model, tokenizer, [p.context for p in prompts], task.stop, task.max_new_tokens,
+                                 batch_size)
+    records = []
+    for prompt, prediction in zip(prompts, predictions):
+        gold = task.gold(docs[prompt.doc_index])
+        scores = {m: GENERATIVE_METRICS[m](prediction, gold) for m in task.metrics}
+        correct = bool(scores.get("exact_match", GENERATIVE_METRICS["exact_match"](prediction, gold)))
+        records.append({"doc_index": prompt.doc_index, "prompt": prompt.context, "prediction": prediction,
+                        "gold": gold, "correct": correct, **scores, "fewshot": list(prompt.fewshot_indices)})
+    return records
+
+
+def _run_multiple_choice(model, tokenizer, task: Task, docs: list[dict], prompts: list[Prompt],
+                         batch_size: int) -> list[dict]:
+    logliks = score_choices(model, tokenizer, [p.context for p in prompts], task.continuations(), batch_size)
+    records = []
+    for prompt, lls in zip(prompts, logliks):
+        gold_index = int(docs[prompt.doc_index]["answer"])
+        picks = choice_predictions(lls, task.choice_labels)
+        records.append({"doc_index": prompt.doc_index, "prompt": prompt.context,
+                        "prediction": task.choice_labels[picks["acc"]], "gold": task.choice_labels[gold_index],
+                        "correct": picks["acc"] == gold_index, "acc": float(picks["acc"] == gold_index),
+                        "acc_norm": float(picks["acc_norm"] == gold_index), "logliks": lls,
+                        "fewshot": list(prompt.fewshot_indices)})
+    return records
+
+
+def evaluate(model, tokenizer, tasks: list[str] | str | None = None, data=None, num_fewshot: int = 5,
+             limit: int | None = None, batch_size: int = 16, n_countries: int = 20, seed: int = 0,
+             log: Callable[[str], None] | None = None) -> EvalResult:
+    """Evaluate a model in memory (plain or peft) on tasks; usable inside training (eval-in-the-loop).
+
+    `data`: a dict of datasets keyed by config name (as load_cca(None) returns) or a load_cca source.
+    `limit` keeps the first N items of each task in the original's shuffled order (so a limited run
+    is a prefix of the full one). The model's train/eval mode is restored afterwards.
+    """
+    selected = get_tasks(tasks)
+    if batch_size < 1:
+        raise UserError(f"batch_size must be >= 1, not {batch_size}")
+    dataset = resolve_data(data, [t.config for t in selected], n_countries, seed)
+    plan = []
+    for task in selected:  # build every prompt first: bad input fails before any model time is spent
+        docs = task_docs(dataset, task)
+        plan.append((task, docs, build_prompts(task, docs, num_fewshot, limit)))
+    result = EvalResult(config={"tasks": [t.name for t in selected], "num_fewshot": num_fewshot, "limit": limit,
+                                "batch_size": batch_size})
+    was_training = model.training
+    model.eval()
+    started = time.perf_counter()
+    try:
+        for task, docs, prompts in plan:
+            t0 = time.perf_counter()
+            run = _run_generate if task.kind == GENERATE else _run_multiple_choice
+            records = run(model, tokenizer, task, docs, prompts, batch_size)
+            result.records[task.name] = records
+            result.metrics[task.name] = {m: mean([r[m] for r in records]) for m in task.metrics}
+            result.timing[task.name] = time.perf_counter() - t0
+            if log:
+                shown = ", ".join(f"{k} {v:.3f}" for k, v in result.metrics[task.name].items())
+                log(f"{task.name}: {len(records)} items, {shown} ({result.timing[task.name]:.1f} s)")
+    finally:
+        if was_training:
+            model.train()
+    result.timing["total"] = time.perf_counter() - started
+    return result
+
+
+# --------------------------------------------------------------------------- output
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("factlearn", "torch", "transformers", "peft", "datasets"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def save_results(result: EvalResult, out_dir: str | Path, extra_config: dict | None = None) -> Path:
+    """Write records/<task>.jsonl, then results.json (metrics, config, versions, timing); each atomically.
+
+    results.json is written last, so its presence means the records beside it are complete.
+    """
+    from factlearn.atomic import atomic_write_json, atomic_write_jsonl
+
+    out_dir = Path(out_dir)
+    for task, records in result.records.items():
+        atomic_write_jsonl(out_dir / "records" / f"{task}.jsonl", records)
+    atomic_write_json(out_dir / "results.json", {
+        "metrics": result.metrics, "config": {**result.config, **(extra_config or {})},
+        "versions": _versions(), "timing_s": result.timing})
+    return out_dir / "results.json"
+
+
+def results_table(result: EvalResult, title: str = "factlearn eval"):
+    """A rich Table: one row per task, one column per metric, plus items and seconds."""
+    from rich.table import Table
+
+    metric_names = list(dict.fromkeys(m for ms in result.metrics.values() for m in ms))
+    table = Table(title=title)
+    table.add_column("task")
+    for m in metric_names:
+        table.add_column(m, justify="right")
+    table.add_column("items", justify="right")
+    table.add_column("seconds", justify="right")
+    for task, ms in result.metrics.items():
+        table.add_row(task, *[f"{ms[m]:.3f}" if m in ms else "" for m in metric_names],
+                      str(len(result.records[task])), f"{result.timing.get(task, 0):.1f}")
+    return table
