@@ -1,0 +1,116 @@
+"""Build the report files of a run folder from its finished cells, without computing anything.
+
+`factlearn run` calls this at the end; `factlearn report RUN_DIR` calls it alone. Cells that are not
+finished (an interrupted run) are listed as missing, and the report shows what exists.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import sys
+from pathlib import Path
+
+from factlearn.atomic import atomic_write_json, atomic_write_text
+from factlearn.errors import UserError
+from factlearn.report.cells import CellStore
+from factlearn.report.tables import ordered_tasks, table_rows, to_csv, to_markdown
+
+PLOTS = "plots"
+
+
+def versions() -> dict[str, str]:
+    """Versions of the stack, for results.json (results depend on them)."""
+    from importlib import metadata
+
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for pkg in ("factlearn", "torch", "transformers", "peft", "datasets", "accelerate"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def read_plan(run_dir: Path) -> dict:
+    plan_file = run_dir / "plan.json"
+    if not plan_file.is_file():
+        raise UserError(f"{run_dir} is not a factlearn run folder (no plan.json); pass the folder that "
+                        "`factlearn run` wrote (default runs/<profile>)")
+    return json.loads(plan_file.read_text())
+
+
+def collect_results(run_dir: str | Path) -> dict:
+    """Everything a run produced, as one JSON-able dict (the content of results.json)."""
+    run_dir = Path(run_dir)
+    plan = read_plan(run_dir)
+    store = CellStore(run_dir)
+    invocation_file = run_dir / "last_invocation.json"
+    invocation = json.loads(invocation_file.read_text()) if invocation_file.is_file() else {}
+    out: dict = {"run_config": plan["run_config"], "world": plan["world"], "models": plan["models"],
+                 "versions": versions(), "cells": [], "evaluations": [], "probes": [], "ablations": [],
+                 "training": []}
+    stage_seconds: dict[str, float] = {}
+    for cell in plan["cells"]:
+        key, kind, labels = cell["key"], cell["kind"], cell["labels"]
+        done = store.is_done(key)
+        entry = {"key": key, "kind": kind, "title": cell["title"], "labels": labels, "done": done,
+                 "est_seconds": cell["est_seconds"]}
+        if done:
+            info = store.info(key)
+            entry["seconds"] = info["seconds"]
+            stage_seconds[kind] = stage_seconds.get(kind, 0.0) + info["seconds"]
+            result = store.result(key)
+            record = {**labels, "key": key}
+            if kind == "eval":
+                out["evaluations"].append({**record, "metrics": result["metrics"], "items": result.get("items")})
+            elif kind == "probe":
+                out["probes"].append({**record, "result": result})
+            elif kind == "ablate":
+                out["ablations"].append({**record, "result": result})
+            elif kind == "train":
+                out["training"].append({**record, "summary": result.get("summary"), "config": result.get("config"),
+                                        "log": str(Path("cells") / key / "model" / "train_log.jsonl")})
+        out["cells"].append(entry)
+    tasks = ordered_tasks(plan["run_config"]["tasks"])
+    out["table"] = {"tasks": tasks, "rows": table_rows(out["evaluations"], tasks)}
+    out["timings"] = {"cell_seconds_by_kind": stage_seconds, "cell_seconds_total": sum(stage_seconds.values()),
+                      "last_invocation": invocation}
+    out["missing_cells"] = [c["key"] for c in out["cells"] if not c["done"]]
+    return out
+
+
+def make_plots(results: dict, run_dir: Path) -> list[dict]:
+    """All figures of the report: [{"file", "title", "kind"}], PNGs under <run>/plots/."""
+    from factlearn.report.plots import plot_ablations, plot_curves, plot_probe_summary, plot_scores
+
+    plots_dir = run_dir / PLOTS
+    if plots_dir.is_dir():  # figures of an earlier config would mislead; rebuild the folder
+        shutil.rmtree(plots_dir)
+    figures: list[dict] = []
+    if results["evaluations"]:
+        figures += plot_scores(results, plots_dir)
+    if results["probes"]:
+        figures += plot_probe_summary(results, plots_dir)
+    if results["ablations"]:
+        figures += plot_ablations(results, run_dir, plots_dir)
+    if results["training"] and "curves" in results["run_config"]["analyses"]:
+        figures += plot_curves(results, run_dir, plots_dir)
+    return figures
+
+
+def build_report(run_dir: str | Path) -> dict:
+    """Write results.json, table.md, table.csv, plots/*.png and report.html; return the results."""
+    from factlearn.report.html import render_html
+
+    run_dir = Path(run_dir)
+    results = collect_results(run_dir)
+    results["figures"] = make_plots(results, run_dir)
+    tasks = results["table"]["tasks"]
+    atomic_write_text(run_dir / "table.md", to_markdown(results["table"]["rows"], tasks))
+    atomic_write_text(run_dir / "table.csv", to_csv(results["table"]["rows"], tasks))
+    atomic_write_json(run_dir / "results.json", results)
+    atomic_write_text(run_dir / "report.html", render_html(results, run_dir))
+    return results
+

@@ -1,0 +1,133 @@
+"""The schema of a `factlearn run`: which models, seeds, corpora, methods, tasks and analyses.
+
+A run config only *chooses* the grid; how to train is delegated to named train configs (one per
+method), so that the run profile `paper` can point at the original recipe and `default` at a
+CPU-sized one without copying their keys here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from factlearn.errors import UserError
+
+ALL_EVAL_TASKS = (
+    "Eval_QA", "Eval_multiple_choice", "Eval_reverse", "Eval_indirect_reasoning",
+    "Eval_2hop_reasoning", "Eval_2hop_reasoning_raw", "Eval_animal_commonsense",
+)
+CORPORA = ("Corpus_narrative", "Corpus_referencing")
+METHODS = ("full", "lora")
+ANALYSES = ("probe", "ablate", "curves")
+
+
+@dataclass
+class Recipe:
+    """How one finetuning method is trained: a train config (name or YAML path) plus overrides."""
+
+    config: str = "cpu_small"
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ForgettingOptions:
+    """Active forgetting: train an extra model on `corpora` with the upper layers reset midway."""
+
+    enabled: bool = True
+    corpora: list[str] = field(default_factory=lambda: ["Corpus_narrative"])
+    methods: list[str] = field(default_factory=lambda: list(METHODS))  # the original: LoRA only
+    # Layers with index >= start_layer are reset to pretrained; None -> a third of the layers (paper: 10 of 32).
+    start_layer: Optional[int] = None
+
+
+@dataclass
+class AblationOptions:
+    """Layer-wise ablation: remove the finetuning delta from the first/last k layers, re-evaluate."""
+
+    corpora: list[str] = field(default_factory=lambda: ["Corpus_narrative", "Corpus_referencing"])
+    ks: list[int] = field(default_factory=list)  # empty -> about `points` evenly spaced k from 0 to all layers
+    points: int = 5
+    tasks: list[str] = field(default_factory=lambda: ["Eval_QA", "Eval_multiple_choice"])
+    limit: Optional[int] = None  # items per task for each k (None -> all)
+
+
+@dataclass
+class RunConfig:
+    """One experiment grid. Every cell's cache key derives from the parts of this that it uses."""
+
+    models: list[str] = field(default_factory=lambda: ["smollm2-135m"])
+    seeds: list[int] = field(default_factory=lambda: [1])
+    corpora: list[str] = field(default_factory=lambda: list(CORPORA))
+    methods: list[str] = field(default_factory=lambda: ["full"])
+    recipes: dict[str, Recipe] = field(default_factory=lambda: {
+        "full": Recipe("cpu_small"), "lora": Recipe("cpu_small", ["method=lora"])})
+    forgetting: ForgettingOptions = field(default_factory=ForgettingOptions)
+    tasks: list[str] = field(default_factory=lambda: list(ALL_EVAL_TASKS))
+    num_fewshot: int = 5
+    eval_limit: Optional[int] = None  # items per task (None -> all)
+    eval_batch_size: int = 16
+    analyses: list[str] = field(default_factory=lambda: list(ANALYSES))
+    ablation: AblationOptions = field(default_factory=AblationOptions)
+    # The world: the built-in generator (n_countries, world_seed) unless data_source names a CCA copy.
+    n_countries: int = 6
+    world_seed: int = 0
+    data_source: Optional[str] = None
+    device: str = "auto"
+    out: Optional[str] = None  # run folder; None -> runs/<profile>
+
+    def check(self) -> None:
+        """Value rules omegaconf cannot express; each message says how to fix it."""
+        _need_subset("corpora", self.corpora, CORPORA)
+        _need_subset("methods", self.methods, METHODS)
+        _need_subset("tasks", self.tasks, ALL_EVAL_TASKS)
+        _need_subset("analyses", self.analyses, ANALYSES, allow_empty=True)
+        _need_subset("forgetting.corpora", self.forgetting.corpora, CORPORA, allow_empty=True)
+        _need_subset("forgetting.methods", self.forgetting.methods, METHODS, allow_empty=True)
+        if self.forgetting.enabled:
+            missing = [c for c in self.forgetting.corpora if c not in self.corpora]
+            if missing:
+                raise UserError(f"forgetting.corpora {missing} are not in corpora {self.corpora}; forgetting "
+                                "continues from the plain run on the same corpus, so add them to corpora")
+        _need_subset("ablation.corpora", self.ablation.corpora, CORPORA, allow_empty=True)
+        _need_subset("ablation.tasks", self.ablation.tasks, ALL_EVAL_TASKS)
+        if not self.models:
+            raise UserError("models is empty; give at least one, e.g. models=[smollm2-135m]")
+        if not self.seeds:
+            raise UserError("seeds is empty; give at least one, e.g. seeds=[1]")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise UserError(f"seeds {self.seeds} has duplicates; list each seed once")
+        for method in self.methods:
+            if method not in self.recipes:
+                raise UserError(f"method '{method}' has no recipe; add recipes.{method}.config=<train config>")
+        if self.num_fewshot < 0:
+            raise UserError(f"num_fewshot must be >= 0, got {self.num_fewshot}")
+        for key, value in (("eval_limit", self.eval_limit), ("ablation.limit", self.ablation.limit)):
+            if value is not None and value < 1:
+                raise UserError(f"{key} must be >= 1 or null (all items), got {value}")
+        if self.eval_batch_size < 1:
+            raise UserError(f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
+        if self.n_countries < 2:
+            raise UserError(f"n_countries must be >= 2 (multiple choice needs wrong answers), got {self.n_countries}")
+        if self.forgetting.start_layer is not None and self.forgetting.start_layer < 1:
+            raise UserError(f"forgetting.start_layer must be >= 1 (layer 0 is always kept), got {self.forgetting.start_layer}")
+        if any(k < 0 for k in self.ablation.ks):
+            raise UserError(f"ablation.ks must be >= 0, got {self.ablation.ks}")
+        if self.ablation.points < 2:
+            raise UserError(f"ablation.points must be >= 2, got {self.ablation.points}")
+
+
+def _need_subset(key: str, values: list[str], allowed: tuple[str, ...], allow_empty: bool = False) -> None:
+    if not values and not allow_empty:
+        raise UserError(f"{key} is empty; choose from: {', '.join(allowed)}")
+    bad = [v for v in values if v not in allowed]
+    if bad:
+        raise UserError(f"{key} has unknown value(s) {bad}; choose from: {', '.join(allowed)}")
+    if len(set(values)) != len(values):
+        raise UserError(f"{key} {values} has duplicates; list each once")
+
+
+def load_run_config(profile_or_path: str | None = "default", overrides: list[str] | None = None) -> RunConfig:
+    """A run profile (`default`, `paper`) or YAML path, with `key=value` overrides, validated."""
+    from factlearn.config import load_config
+
+    return load_config(RunConfig, "run", profile_or_path or "default", overrides or [])

@@ -1,0 +1,260 @@
+"""The experiment grid of `factlearn run`: plan the cells, run the unfinished ones, write the report.
+
+For each model: evaluate and probe the base model; for each method x seed, train on each corpus (and
+on the forgetting corpora with active forgetting), then evaluate all tasks, probe, and ablate the
+ablation corpora. Planning is cheap and deterministic (it builds the world and reads model configs,
+no weights); execution skips every cell whose key already has a finished folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from factlearn.atomic import atomic_write_json, atomic_write_jsonl, atomic_write_text
+from factlearn.config import to_dict, to_yaml
+from factlearn.errors import UserError
+from factlearn.report import estimate
+from factlearn.report.cells import Cell, CellStore, stable_hash, topological
+from factlearn.report.config import RunConfig
+
+CONDITION_OF_CORPUS = {"Corpus_narrative": "narrative", "Corpus_referencing": "referencing"}
+MC_TASKS = ("Eval_multiple_choice", "Eval_2hop_reasoning")
+
+
+@dataclass
+class World:
+    """The CCA data of a run (a DatasetDict keyed by config name) and what identifies it."""
+
+    data: Any
+    spec: dict  # n_countries, world_seed, source, fingerprint of the rows
+
+
+@dataclass
+class BaseModel:
+    """A model spec of the grid, resolved to something loadable, with its identity for cache keys."""
+
+    spec: str
+    path: str
+    identity: dict
+    size: estimate.ModelSize
+    display: str
+
+
+@dataclass
+class Plan:
+    """Everything a run does, decided before any weight is loaded."""
+
+    cfg: RunConfig
+    world: World
+    models: dict[str, BaseModel]
+    cells: list[Cell]
+    train_cfgs: dict[str, Any] = field(default_factory=dict)  # train cell key -> TrainConfig
+
+    def by_kind(self, kind: str) -> list[Cell]:
+        return [c for c in self.cells if c.kind == kind]
+
+
+def make_world(cfg: RunConfig) -> World:
+    """Generate (or load) the CCA world of the run; its content hash goes into every cell key."""
+    from factlearn.data import load_cca
+
+    data = load_cca(None, source=cfg.data_source, n_countries=cfg.n_countries, seed=cfg.world_seed)
+    rows = {name: data[name].to_list() for name in sorted(data.keys())}
+    spec = {"source": cfg.data_source, "n_countries": cfg.n_countries, "world_seed": cfg.world_seed,
+            "fingerprint": stable_hash(rows)}
+    return World(data=data, spec=spec)
+
+
+def save_world(world: World, run_dir: Path) -> Path:
+    """The run's data as JSONL per config under <run>/data/, so results can be traced to rows."""
+    folder = run_dir / "data"
+    for name in world.data.keys():
+        atomic_write_jsonl(folder / f"{name}.jsonl", world.data[name].to_list())
+    atomic_write_json(folder / "world.json", world.spec)
+    return folder
+
+
+def resolve_base_model(spec: str) -> BaseModel:
+    """Resolve a model spec and fingerprint its weights (size + mtime), so replaced weights invalidate."""
+    from factlearn.models import WEIGHT_FILES, resolve_model_path
+
+    path = resolve_model_path(spec)
+    folder = Path(path)
+    files = {}
+    if folder.is_dir():
+        for name in sorted(os.listdir(folder)):
+            if name in WEIGHT_FILES or name.endswith(".safetensors") or name == "config.json":
+                st = (folder / name).stat()
+                files[name] = [st.st_size, st.st_mtime_ns]
+    identity = {"spec": spec, "path": str(path), "files": files}
+    display = spec if not Path(spec).exists() else Path(spec).name
+    return BaseModel(spec=spec, path=str(path), identity=identity, size=estimate.model_size(path), display=display)
+
+
+def forget_start_layer(cfg: RunConfig, num_layers: int) -> int:
+    """The first reset layer: as configured, else one third of the layers (paper: 10 of 32)."""
+    start = cfg.forgetting.start_layer
+    if start is None:
+        start = max(1, round(num_layers / 3))
+    if start >= num_layers:
+        raise UserError(f"forgetting.start_layer={start} leaves nothing to reset in a {num_layers}-layer model; "
+                        f"choose 1..{num_layers - 1}")
+    return start
+
+
+def ablation_ks(cfg: RunConfig, num_layers: int) -> list[int]:
+    """The k grid: as configured, else `points` values evenly spread over 0..num_layers."""
+    if cfg.ablation.ks:
+        bad = [k for k in cfg.ablation.ks if k > num_layers]
+        if bad:
+            raise UserError(f"ablation.ks {bad} exceed the model's {num_layers} layers; use values 0..{num_layers}")
+        return sorted(set(cfg.ablation.ks))
+    points = min(cfg.ablation.points, num_layers + 1)
+    return sorted({round(i * num_layers / (points - 1)) for i in range(points)})
+
+
+def _eval_items(cfg: RunConfig, world: World, tokenizer, tasks: list[str], limit: int | None) -> dict:
+    """Per task: (items evaluated, tokens in one few-shot context, is multiple choice), for estimates."""
+    items = {}
+    for task in tasks:
+        rows = world.data[task]
+        n = len(rows) if limit is None else min(limit, len(rows))
+        sample = rows.select(range(min(len(rows), 8))).to_list()
+        texts = [str(r["question"]) + " " + " ".join(map(str, r.get("choices") or [])) + str(r["answer"]) for r in sample]
+        per_item = sum(len(tokenizer(t)["input_ids"]) + 8 for t in texts) / max(len(texts), 1)
+        items[task] = (n, per_item * (cfg.num_fewshot + 1), task in MC_TASKS)
+    return items
+
+
+def _corpus_tokens(world: World, corpus: str, tokenizer) -> tuple[int, float]:
+    rows = world.data[corpus]["text"]
+    sample = rows[:: max(1, len(rows) // 64)]
+    mean = sum(len(tokenizer(t)["input_ids"]) for t in sample) / max(len(sample), 1)
+    return len(rows), mean + 1
+
+
+def build_train_config(cfg: RunConfig, method: str, base: BaseModel, corpus: str, seed: int,
+                       forget_layer: int | None = None, first_pass: str | None = None):
+    """The TrainConfig of one training cell: the method's recipe + the cell's model/corpus/seed/world.
+
+    Active forgetting is the original's two-run form: `first_pass` is the plain run's output folder;
+    this run copies its layers below `forget_layer`, keeps the upper layers pretrained, and trains
+    another pass with the same recipe. (The folder is only known at execution; planning passes a
+    placeholder that is not part of the cache key: the first pass's cell key is.)
+    """
+    from factlearn.config import load_config
+    from factlearn.train.config import TrainConfig
+
+    recipe = cfg.recipes[method]
+    overrides = list(recipe.overrides) + [
+        f"model={base.path}", f"subset={corpus}", f"n_countries={cfg.n_countries}", f"data_seed={cfg.world_seed}",
+        f"seed={seed}", f"method={method}", f"device={cfg.device}",
+    ]
+    if cfg.data_source:
+        overrides.append(f"data_source={cfg.data_source}")
+    if forget_layer is not None:
+        overrides += [f"forget.start_layer={forget_layer}", f"forget.from_model={first_pass or 'FIRST_PASS'}"]
+    return load_config(TrainConfig, "train", recipe.config, overrides)
+
+
+def _train_spec(train_cfg) -> dict:
+    """The parts of a resolved TrainConfig that decide the trained weights (not where they are saved)."""
+    d = to_dict(train_cfg)
+    for volatile in ("save", "device", "overwrite", "checkpoint_every", "keep_checkpoints"):
+        d.pop(volatile, None)
+    d.get("forget", {}).pop("from_model", None)  # a folder path; the first pass's cell key stands for it
+    return d
+
+
+def plan_run(cfg: RunConfig, world: World | None = None) -> Plan:
+    """All cells of the grid, in execution order, with cost predictions."""
+    from factlearn.models import load_tokenizer
+
+    world = world or make_world(cfg)
+    device = _device(cfg.device)
+    plan = Plan(cfg=cfg, world=world, models={}, cells=[])
+    eval_spec = {"tasks": list(cfg.tasks), "num_fewshot": cfg.num_fewshot, "limit": cfg.eval_limit}
+    probe_spec = {"templates": probe_templates()} if "probe" in cfg.analyses else {}
+    for spec in cfg.models:
+        base = resolve_base_model(spec)
+        plan.models[spec] = base
+        tokenizer = load_tokenizer(base.path)
+        items = _eval_items(cfg, world, tokenizer, list(cfg.tasks), cfg.eval_limit)
+        eval_cost = estimate.eval_seconds(base.size, items, cfg.eval_batch_size, device)
+        probe_cost = base.size.load_seconds + estimate.eval_seconds(
+            base.size, {"probe": (world.spec["n_countries"] * 2 * 4, 20.0, False)}, 64, device) / 4
+        abl_items = _eval_items(cfg, world, tokenizer, list(cfg.ablation.tasks), cfg.ablation.limit)
+        ks = ablation_ks(cfg, base.size.num_layers)
+        abl_cost = (2 * len(ks) + 2) * (
+            estimate.eval_seconds(base.size, abl_items, cfg.eval_batch_size, device) - base.size.load_seconds) \
+            + 2 * base.size.load_seconds
+
+        abl = {"tasks": list(cfg.ablation.tasks), "limit": cfg.ablation.limit, "ks": ks,
+               "num_fewshot": cfg.num_fewshot}
+
+        def downstream(model_id: dict, labels: dict, train_cell: Cell | None) -> None:
+            deps = () if train_cell is None else (train_cell.key,)
+            plan.cells.append(Cell("eval", {"model": model_id, "eval": eval_spec, "data": world.spec},
+                                   labels, deps, est_seconds=eval_cost))
+            if "probe" in cfg.analyses:
+                plan.cells.append(Cell("probe", {"model": model_id, "data": world.spec, "probe": probe_spec},
+                                       labels, deps, est_seconds=probe_cost))
+            if ("ablate" in cfg.analyses and train_cell is not None and labels["corpus"] in cfg.ablation.corpora
+                    and labels["forget_start_layer"] is None):
+                plan.cells.append(Cell("ablate", {"model": model_id, "base": base.identity, "ablation": abl,
+                                                  "data": world.spec}, labels, deps, est_seconds=abl_cost))
+
+        downstream(base.identity, {"model": base.display, "method": "base", "condition": "base",
+                                   "corpus": None, "seed": None, "forget_start_layer": None}, None)
+        for method in cfg.methods:
+            for seed in cfg.seeds:
+                conditions = [(c, None) for c in cfg.corpora]
+                if cfg.forgetting.enabled and method in cfg.forgetting.methods:
+                    conditions += [(c, forget_start_layer(cfg, base.size.num_layers)) for c in cfg.forgetting.corpora]
+                first_passes: dict[str, Cell] = {}
+                for corpus, forget_layer in conditions:
+                    first = first_passes.get(corpus) if forget_layer is not None else None
+                    train_cfg = build_train_config(cfg, method, base, corpus, seed, forget_layer)
+                    condition = CONDITION_OF_CORPUS[corpus] + ("+forgetting" if forget_layer is not None else "")
+                    labels = {"model": base.display, "method": method, "condition": condition, "corpus": corpus,
+                              "seed": seed, "forget_start_layer": forget_layer}
+                    rows, mean_tokens = _corpus_tokens(world, corpus, tokenizer)
+                    size = base.size if method == "full" else estimate.ModelSize(base.size.params * 0.75,
+                                                                                 base.size.num_layers)
+                    cost = estimate.train_seconds(size, rows, mean_tokens, float(train_cfg.epochs),
+                                                  int(train_cfg.batch_size * train_cfg.grad_accum), 1, device)
+                    spec = {"train": _train_spec(train_cfg), "base": base.identity, "data": world.spec}
+                    if first is not None:
+                        spec["first_pass"] = first.key
+                    cell = Cell("train", spec, labels, deps=(first.key,) if first else (), est_seconds=cost)
+                    plan.train_cfgs[cell.key] = train_cfg
+                    plan.cells.append(cell)
+                    if forget_layer is None:
+                        first_passes[corpus] = cell
+                    downstream({"trained": cell.key}, labels, cell)
+    plan.cells = list(topological(plan.cells))
+    return plan
+
+
+def probe_templates() -> dict[str, list[str]]:
+    """The analyze module's probe prompts; part of the probe cells' key, so edited prompts re-probe."""
+    from factlearn.analyze.probes import default_templates
+
+    return {relation: list(t) for relation, t in default_templates().items()}
+
+
+def _device(device: str) -> str:
+    if device != "auto":
+        return device
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"

@@ -1,0 +1,97 @@
+"""The report's figures. Probe, ablation and curve plots are drawn by factlearn.analyze; this module
+only picks what to draw from a run's results and adds the score overview (paper Tables 1/3 as bars).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from factlearn.report.tables import column_title, metric_of
+
+
+def _slug(*parts) -> str:
+    text = "_".join(str(p) for p in parts if p not in (None, ""))
+    return "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in text)
+
+
+def plot_scores(results: dict, plots_dir: Path) -> list[dict]:
+    """One grouped bar chart per model: x = tasks, one bar per (method, condition), error bar = seed std."""
+    from factlearn.analyze.plotting import pyplot, save_figure
+
+    plt = pyplot()
+    tasks = results["table"]["tasks"]
+    figures = []
+    for model in dict.fromkeys(r["model"] for r in results["table"]["rows"]):
+        rows = [r for r in results["table"]["rows"] if r["model"] == model]
+        fig, ax = plt.subplots(figsize=(max(7.0, 1.3 * len(tasks) + 2), 4.4))
+        width = 0.8 / len(rows)
+        for i, row in enumerate(rows):
+            xs = [t + (i - (len(rows) - 1) / 2) * width for t in range(len(tasks))]
+            means = [row["values"][t]["mean"] or 0.0 for t in tasks]
+            stds = [row["values"][t]["std"] or 0.0 for t in tasks]
+            label = row["condition"] if row["method"] == "base" else f"{row['condition']} ({row['method']})"
+            ax.bar(xs, means, width, yerr=stds if any(stds) else None, capsize=2, label=label)
+        ax.set_xticks(range(len(tasks)))
+        ax.set_xticklabels([f"{column_title(t)}\n{metric_of(t)}" for t in tasks], fontsize=8)
+        ax.set_ylim(0, 1.02)
+        ax.set_ylabel("5-shot score")
+        ax.set_title(f"{model}: 5-shot scores by training corpus")
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=8)
+        path = save_figure(fig, plots_dir / f"scores_{_slug(model)}.png")
+        figures.append({"file": str(path.relative_to(plots_dir.parent)), "kind": "scores",
+                        "title": f"5-shot scores: {model}"})
+    return figures
+
+
+def plot_probe_summary(results: dict, plots_dir: Path) -> list[dict]:
+    """Comparison vs negation ratios per model: one group per (method, condition), facts pooled over seeds."""
+    from factlearn.analyze.probes import ProbeResult, RATIOS, _mean_std, plot_probes
+
+    figures = []
+    for model in dict.fromkeys(p["model"] for p in results["probes"]):
+        groups: dict[tuple, list[ProbeResult]] = {}
+        for p in results["probes"]:
+            if p["model"] == model:
+                groups.setdefault((p["method"], p["condition"]), []).append(ProbeResult.from_dict(p["result"]))
+        pooled = []
+        for (method, condition), found in groups.items():
+            facts = [f for r in found for f in r.facts]
+            label = condition if method == "base" else f"{condition}\n({method})"
+            summary = {"all": {ratio: _mean_std([f[ratio] for f in facts]) for ratio in RATIOS}}
+            pooled.append(ProbeResult(label=label, model=model, corpus=found[0].corpus, templates=found[0].templates,
+                                      facts=facts, summary=summary))
+        path = plot_probes(pooled, plots_dir / f"probes_{_slug(model)}.png",
+                           title=f"{model}: comparison vs negation ratio (all facts{', pooled over seeds' if len(results['run_config']['seeds']) > 1 else ''})")
+        figures.append({"file": str(path.relative_to(plots_dir.parent)), "kind": "probes",
+                        "title": f"Probes: {model}"})
+    return figures
+
+
+def plot_ablations(results: dict, run_dir: Path, plots_dir: Path) -> list[dict]:
+    """Accuracy vs number of layers reset to base, one figure per ablated model."""
+    from factlearn.analyze.ablation import AblationResult, plot_ablation
+
+    figures = []
+    for a in results["ablations"]:
+        name = _slug("ablation", a["model"], a["method"], a["condition"], f"seed{a['seed']}")
+        title = f"Layer-wise ablation: {a['model']} {a['method']}, trained on {a['condition']} (seed {a['seed']})"
+        path = plot_ablation(AblationResult.from_dict(a["result"]), plots_dir / f"{name}.png", title=title)
+        figures.append({"file": str(path.relative_to(run_dir)), "kind": "ablation", "title": title})
+    return figures
+
+
+def plot_curves(results: dict, run_dir: Path, plots_dir: Path) -> list[dict]:
+    """Training loss (and eval-in-the-loop metrics) per training cell, resets marked."""
+    from factlearn.analyze.curves import plot_training_curves
+
+    figures = []
+    for t in results["training"]:
+        log = run_dir / t["log"]
+        if not log.is_file():
+            continue
+        name = _slug("curve", t["model"], t["method"], t["condition"], f"seed{t['seed']}")
+        title = f"Training curve: {t['model']} {t['method']}, {t['condition']} (seed {t['seed']})"
+        path = plot_training_curves(log, plots_dir / f"{name}.png", title=title)
+        figures.append({"file": str(path.relative_to(run_dir)), "kind": "curve", "title": title})
+    return figures

@@ -1,0 +1,120 @@
+"""One overall progress display for a run: the current stage and an estimate of the time left.
+
+The estimate starts from each cell's predicted cost (tokens x steps x model size, see estimate.py)
+and is refined by measurement: once cells of a kind have finished, the remaining cells of that kind
+are scaled by measured / predicted time. rich draws the bar; the ETA column is ours because rich's
+own ETA assumes uniform work units.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+from factlearn.report.cells import Cell
+
+
+class Estimator:
+    """Time-left bookkeeping over a list of cells with predicted costs."""
+
+    def __init__(self, cells: list[Cell]):
+        self.pending = {c.key: c for c in cells}
+        self.predicted = defaultdict(float)  # kind -> predicted seconds of finished cells
+        self.measured = defaultdict(float)  # kind -> measured seconds of finished cells
+        self.current: Cell | None = None
+        self.current_started = 0.0
+
+    def ratio(self, kind: str) -> float:
+        """Measured / predicted for finished cells of `kind`; all kinds pooled before any of it ran."""
+        if self.predicted[kind] > 0:
+            return self.measured[kind] / self.predicted[kind]
+        total_pred = sum(self.predicted.values())
+        return sum(self.measured.values()) / total_pred if total_pred > 0 else 1.0
+
+    def start(self, cell: Cell) -> None:
+        self.current, self.current_started = cell, time.time()
+
+    def finish(self, cell: Cell, seconds: float | None) -> None:
+        """Record a finished cell; `seconds=None` means it was reused from the cache (no evidence)."""
+        self.pending.pop(cell.key, None)
+        if seconds is not None:
+            self.predicted[cell.kind] += cell.est_seconds
+            self.measured[cell.kind] += seconds
+        self.current = None
+
+    def seconds_left(self) -> float:
+        left = 0.0
+        for cell in self.pending.values():
+            expected = cell.est_seconds * self.ratio(cell.kind)
+            if self.current is not None and cell.key == self.current.key:
+                expected = max(expected - (time.time() - self.current_started), 0.05 * expected)
+            left += expected
+        return left
+
+
+class EtaColumn(ProgressColumn):
+    """`~3m20s left`, from the Estimator rather than from rich's uniform-speed guess."""
+
+    def __init__(self, estimator: Estimator):
+        super().__init__()
+        self.estimator = estimator
+
+    def render(self, task) -> Text:
+        if task.finished:
+            return Text("done", style="green")
+        return Text(f"~{format_seconds(self.estimator.seconds_left())} left", style="cyan")
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, sec = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{sec:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+class RunProgress:
+    """The run's progress bar plus one log line per finished cell (visible in logs and CI, too)."""
+
+    def __init__(self, cells: list[Cell], console: Console | None = None):
+        self.console = console or Console(stderr=True)
+        self.estimator = Estimator(cells)
+        self.total = sum(c.est_seconds for c in cells) or 1.0
+        self.count = len(cells)
+        self.done = 0
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[counter]}"),
+            TimeElapsedColumn(), EtaColumn(self.estimator), console=self.console, transient=False,
+        )
+        self.task_id = None
+
+    def __enter__(self) -> "RunProgress":
+        self.progress.start()
+        self.task_id = self.progress.add_task("starting", total=self.total, counter=f"0/{self.count}")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def start(self, cell: Cell) -> None:
+        self.estimator.start(cell)
+        self.progress.update(self.task_id, description=cell.title)
+
+    def finish(self, cell: Cell, seconds: float | None) -> None:
+        """Advance past `cell`; `seconds=None` means it was reused from an earlier run."""
+        self.estimator.finish(cell, seconds)
+        self.done += 1
+        self.progress.update(self.task_id, advance=cell.est_seconds, counter=f"{self.done}/{self.count}")
+        how = "reused" if seconds is None else f"{format_seconds(seconds)} (predicted {format_seconds(cell.est_seconds)})"
+        self.progress.console.print(f"[{self.done}/{self.count}] {cell.title} [{cell.key}]: {how}", highlight=False)
+
+    def stage(self, description: str) -> None:
+        """Show a step that is not a cell (writing the report)."""
+        self.progress.update(self.task_id, description=description)

@@ -1,0 +1,108 @@
+"""What each kind of cell does. Each step calls the stage package that owns the work (train,
+evaluate, analyze) and returns a JSON-able result; files go into the cell's folder.
+
+One model stays loaded between consecutive cells that read the same model (eval, probe and ablate
+of one trained model run back to back), since loading costs seconds per cell on CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from factlearn.atomic import atomic_write_jsonl
+from factlearn.config import to_dict
+from factlearn.report.cells import Cell, CellStore
+
+TRAINED_SUBDIR = "model"
+
+
+class Executor:
+    """Runs cells of one plan; `log` receives short status lines for the progress display."""
+
+    def __init__(self, plan, store: CellStore, log: Callable[[str], None] = lambda _: None):
+        self.plan = plan
+        self.store = store
+        self.log = log
+        self._loaded: tuple[str, Any] | None = None  # (model location, (model, tokenizer))
+
+    def run(self, cell: Cell, folder: Path) -> dict:
+        return getattr(self, f"_run_{cell.kind}")(cell, folder)
+
+    def close(self) -> None:
+        self._loaded = None
+
+    # -- models ---------------------------------------------------------------------------------
+    def model_location(self, model_id: dict) -> str:
+        """A base model's path, or the saved model/adapter folder of a finished train cell."""
+        if "trained" in model_id:
+            return str(self.store.path(model_id["trained"]) / TRAINED_SUBDIR)
+        return model_id["path"]
+
+    def load(self, model_id: dict):
+        """(model, tokenizer), reusing the one already in memory when it is the same model."""
+        from factlearn.models import load_model
+
+        location = self.model_location(model_id)
+        if self._loaded is None or self._loaded[0] != location:
+            self._loaded = None  # free the previous model before loading the next
+            self._loaded = (location, load_model(location, device=self.plan.cfg.device))
+        return self._loaded[1]
+
+    # -- steps ----------------------------------------------------------------------------------
+    def _run_train(self, cell: Cell, folder: Path) -> dict:
+        from factlearn.train import train
+
+        train_cfg = copy.deepcopy(self.plan.train_cfgs[cell.key])
+        train_cfg.save = str(folder / TRAINED_SUBDIR)
+        if "first_pass" in cell.spec:  # active forgetting continues from the plain run's weights
+            train_cfg.forget.from_model = str(self.store.path(cell.spec["first_pass"]) / TRAINED_SUBDIR)
+        self._loaded = None  # training needs the memory
+        out = Path(train(train_cfg))
+        summary_file = out / "train_summary.json"
+        summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
+        return {"summary": summary, "config": to_dict(train_cfg)}
+
+    def _run_eval(self, cell: Cell, folder: Path) -> dict:
+        from factlearn.evaluate import evaluate
+
+        cfg = self.plan.cfg
+        model, tokenizer = self.load(cell.spec["model"])
+        result = evaluate(model, tokenizer, tasks=list(cfg.tasks), data=self.plan.world.data,
+                          num_fewshot=cfg.num_fewshot, limit=cfg.eval_limit, batch_size=cfg.eval_batch_size)
+        atomic_write_jsonl(folder / "records.jsonl",
+                           [{"task": task, **rec} for task, recs in result.records.items() for rec in recs])
+        counts = {task: len(recs) for task, recs in result.records.items()}
+        return {"metrics": result.metrics, "items": counts}
+
+    def _run_probe(self, cell: Cell, folder: Path) -> dict:
+        from factlearn.analyze.probes import probe_facts
+
+        model, tokenizer = self.load(cell.spec["model"])
+        result = probe_facts(model, tokenizer, self.plan.world.data["Facts"], templates=cell.spec["probe"]["templates"],
+                             batch_size=self.plan.cfg.eval_batch_size, label=cell.labels["condition"],
+                             model_name=cell.labels["model"], corpus=cell.labels["corpus"] or "none (base)")
+        return result.to_dict()
+
+    def _run_ablate(self, cell: Cell, folder: Path) -> dict:
+        from factlearn.analyze.ablation import delta_switch, plot_ablation, run_ablation
+        from factlearn.models import load_model
+
+        cfg = self.plan.cfg
+        spec = cell.spec["ablation"]
+        model, tokenizer = self.load(cell.spec["model"])
+        base_model = None
+        from peft import PeftModel
+
+        if not isinstance(model, PeftModel):
+            base_model, _ = load_model(cell.spec["base"]["path"], device=cfg.device)
+        switch = delta_switch(model, base_model)
+        del base_model  # FullDelta keeps its own copies of the changed tensors
+        result = run_ablation(model, tokenizer, switch, data=self.plan.world.data, tasks=spec["tasks"],
+                              limit=spec["limit"], ks=spec["ks"], num_fewshot=spec["num_fewshot"],
+                              batch_size=cfg.eval_batch_size, model_name=cell.labels["model"],
+                              base_name=cell.spec["base"]["spec"], corpus=cell.labels["corpus"], progress=self.log)
+        plot_ablation(result, folder / "ablation.png")
+        return result.to_dict()

@@ -1,0 +1,113 @@
+"""The paper's tables: rows = model / method / training condition, columns = the seven tasks.
+
+Each cell is the 5-shot score of one task: accuracy for multiple choice, exact match for generative
+tasks (the paper's metrics), as mean ± std over seeds when a row has more than one seed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+from typing import Iterable
+
+# Task -> (column title, metric shown). Order = the paper's Table 1 reading order.
+TASK_COLUMNS = {
+    "Eval_QA": ("QA", "exact_match"),
+    "Eval_multiple_choice": ("MC", "acc"),
+    "Eval_reverse": ("Reverse", "exact_match"),
+    "Eval_indirect_reasoning": ("Indirect", "exact_match"),
+    "Eval_2hop_reasoning": ("2-hop MC", "acc"),
+    "Eval_2hop_reasoning_raw": ("2-hop", "exact_match"),
+    "Eval_animal_commonsense": ("Commonsense", "exact_match"),
+}
+CONDITION_ORDER = ("base", "narrative", "referencing", "narrative+forgetting", "referencing+forgetting")
+ROW_KEYS = ("model", "method", "condition")
+
+
+def ordered_tasks(tasks: Iterable[str]) -> list[str]:
+    tasks = list(tasks)
+    return [t for t in TASK_COLUMNS if t in tasks] + [t for t in tasks if t not in TASK_COLUMNS]
+
+
+def metric_of(task: str) -> str:
+    return TASK_COLUMNS.get(task, (task, "acc"))[1]
+
+
+def column_title(task: str) -> str:
+    return TASK_COLUMNS.get(task, (task, ""))[0]
+
+
+def table_rows(evaluations: list[dict], tasks: list[str]) -> list[dict]:
+    """Group evaluations ({labels..., metrics}) into rows with mean/std/n per task over seeds."""
+    groups: dict[tuple, list[dict]] = {}
+    for ev in evaluations:
+        groups.setdefault(tuple(ev[k] for k in ROW_KEYS), []).append(ev)
+    models = list(dict.fromkeys(ev["model"] for ev in evaluations))
+    methods = list(dict.fromkeys(ev["method"] for ev in evaluations))
+
+    def order(key: tuple) -> tuple:
+        model, method, condition = key
+        cond = CONDITION_ORDER.index(condition) if condition in CONDITION_ORDER else len(CONDITION_ORDER)
+        return models.index(model), methods.index(method), cond
+
+    rows = []
+    for key in sorted(groups, key=order):
+        evs = groups[key]
+        values = {}
+        for task in tasks:
+            xs = [ev["metrics"][task][metric_of(task)] for ev in evs if task in ev.get("metrics", {})]
+            values[task] = {"mean": statistics.fmean(xs) if xs else None,
+                            "std": statistics.stdev(xs) if len(xs) > 1 else None, "n": len(xs)}
+        seeds = sorted({ev["seed"] for ev in evs if ev.get("seed") is not None})
+        rows.append({**dict(zip(ROW_KEYS, key)), "seeds": seeds, "values": values})
+    return rows
+
+
+def format_value(v: dict) -> str:
+    if v["mean"] is None:
+        return "–"
+    return f"{v['mean']:.3f} ± {v['std']:.3f}" if v["std"] is not None else f"{v['mean']:.3f}"
+
+
+def to_markdown(rows: list[dict], tasks: list[str]) -> str:
+    """A GitHub-markdown table, one line per row, with a note on metrics and seeds."""
+    head = ["model", "method", "trained on"] + [column_title(t) for t in tasks]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * len(tasks)) + "|"]
+    for r in rows:
+        cells = [r["model"], r["method"], r["condition"]] + [format_value(r["values"][t]) for t in tasks]
+        lines.append("| " + " | ".join(cells) + " |")
+    n_seeds = max((len(r["seeds"]) for r in rows), default=0)
+    metrics = ", ".join(f"{column_title(t)} = {t} {metric_of(t)}" for t in tasks)
+    note = f"\n5-shot scores in [0, 1]; {metrics}."
+    if n_seeds > 1:
+        note += f" Trained rows: mean ± sample std over {n_seeds} seeds."
+    return "\n".join(lines) + "\n" + note + "\n"
+
+
+def to_csv(rows: list[dict], tasks: list[str]) -> str:
+    """Machine-readable: one column per task mean and one per task std (empty for a single seed)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["model", "method", "condition", "n_seeds"] + [c for t in tasks for c in (t, f"{t}_std")])
+    for r in rows:
+        vals = []
+        for t in tasks:
+            v = r["values"][t]
+            vals += ["" if v["mean"] is None else f"{v['mean']:.6f}", "" if v["std"] is None else f"{v['std']:.6f}"]
+        writer.writerow([r["model"], r["method"], r["condition"], len(r["seeds"]) or 1] + vals)
+    return buf.getvalue()
+
+
+def to_rich(rows: list[dict], tasks: list[str], title: str = "5-shot results"):
+    """The table for the terminal."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for name in ("model", "method", "trained on"):
+        table.add_column(name)
+    for t in tasks:
+        table.add_column(f"{column_title(t)}\n({metric_of(t)})", justify="right")
+    for r in rows:
+        table.add_row(r["model"], r["method"], r["condition"], *[format_value(r["values"][t]) for t in tasks])
+    return table
