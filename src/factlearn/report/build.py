@@ -71,7 +71,7 @@ def collect_results(run_dir: str | Path) -> dict:
                 out["ablations"].append({**record, "result": result})
             elif kind == "train":
                 out["training"].append({**record, "summary": result.get("summary"), "config": result.get("config"),
-                                        "log": str(Path("cells") / key / "model" / "train_log.jsonl")})
+                                        "log": str(Path("cells") / key / "curve_log.jsonl")})
         out["cells"].append(entry)
     tasks = ordered_tasks(plan["run_config"]["tasks"])
     out["table"] = {"tasks": tasks, "rows": table_rows(out["evaluations"], tasks)}

@@ -66,13 +66,12 @@ def eval_seconds(size: ModelSize, items: dict[str, tuple[int, float, bool]], bat
                  device: str) -> float:
     """items: task -> (n_items, tokens per few-shot context, is_multiple_choice).
 
-    Multiple choice scores 4 continuations of one context; generation runs one forward over the
-    context plus a few cheap decode steps.
+    The engine scores the four single-token choices of an item in one forward pass; generation runs
+    one forward over the context plus a few cheap decode steps.
     """
     seconds = size.load_seconds
     for n, ctx_tokens, is_mc in items.values():
-        forwards = 4 if is_mc else 1
-        seconds += 2 * size.params * n * ctx_tokens * forwards / throughput(device)
+        seconds += 2 * size.params * n * ctx_tokens / throughput(device)
         if not is_mc:
             seconds += math.ceil(n / batch_size) * 12 * DECODE_STEP_SECONDS * (1 + size.params / 1e8)
     return seconds

@@ -12,11 +12,23 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from factlearn.atomic import atomic_write_jsonl
+from factlearn.atomic import atomic_write_jsonl, atomic_write_text
 from factlearn.config import to_dict
 from factlearn.report.cells import Cell, CellStore
 
 TRAINED_SUBDIR = "model"
+CURVE_LOG = "curve_log.jsonl"  # the whole training history of the cell's model (both passes with forgetting)
+
+
+def write_curve_log(own_log: Path, out: Path, first_pass_log: Path | None) -> Path:
+    """The first pass's log lines followed by this run's, so the curve shows loss before and after the reset.
+
+    The second run's step counter restarts at 0; factlearn.analyze.curves lays restarted steps end to end.
+    """
+    text = first_pass_log.read_text() if first_pass_log is not None and first_pass_log.is_file() else ""
+    if text and not text.endswith("\n"):
+        text += "\n"
+    return atomic_write_text(out, text + own_log.read_text())
 
 
 class Executor:
@@ -61,6 +73,8 @@ class Executor:
             train_cfg.forget.from_model = str(self.store.path(cell.spec["first_pass"]) / TRAINED_SUBDIR)
         self._loaded = None  # training needs the memory
         out = Path(train(train_cfg))
+        write_curve_log(out / "train_log.jsonl", folder / CURVE_LOG,
+                        Path(train_cfg.forget.from_model) / "train_log.jsonl" if "first_pass" in cell.spec else None)
         summary_file = out / "train_summary.json"
         summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
         return {"summary": summary, "config": to_dict(train_cfg)}

@@ -49,7 +49,7 @@ def table_rows(evaluations: list[dict], tasks: list[str]) -> list[dict]:
     def order(key: tuple) -> tuple:
         model, method, condition = key
         cond = CONDITION_ORDER.index(condition) if condition in CONDITION_ORDER else len(CONDITION_ORDER)
-        return models.index(model), methods.index(method), cond
+        return models.index(model), -1 if method == "base" else methods.index(method), cond
 
     rows = []
     for key in sorted(groups, key=order):

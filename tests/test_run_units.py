@@ -1,0 +1,132 @@
+"""`factlearn run` pieces that need no model: config rules, cell keys, ordering, tables, time-left."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from factlearn.errors import UserError
+from factlearn.report.cells import Cell, CellStore, stable_hash, topological
+from factlearn.report.config import ALL_EVAL_TASKS, load_run_config
+from factlearn.report.progress import Estimator, format_seconds
+from factlearn.report.tables import table_rows, to_csv, to_markdown
+
+
+def test_profiles_load_and_differ():
+    default = load_run_config("default")
+    paper = load_run_config("paper")
+    assert default.n_countries < paper.n_countries == 20
+    assert paper.seeds == [1, 2, 3] and set(paper.methods) == {"full", "lora"}
+    assert paper.recipes["full"].config == "finetune_full" and paper.recipes["lora"].config == "finetune_lora"
+    assert default.eval_limit is not None and paper.eval_limit is None
+
+
+def test_task_names_match_the_evaluator():
+    from factlearn.evaluate import ALL_TASKS
+
+    assert set(ALL_EVAL_TASKS) == set(ALL_TASKS)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("methods=[sgd]", "methods has unknown value"),
+    ("corpora=[]", "corpora is empty"),
+    ("seeds=[1,1]", "duplicates"),
+    ("tasks=[Eval_QA,Eval_nope]", "tasks has unknown value"),
+    ("eval_limit=0", "eval_limit must be >= 1"),
+    ("n_countries=1", "n_countries must be >= 2"),
+    ("analyses=[probe,plots]", "analyses has unknown value"),
+    ("nonsense=1", "unknown run key"),
+])
+def test_bad_run_configs_are_user_errors(override, message):
+    with pytest.raises(UserError, match=message):
+        load_run_config("default", [override])
+
+
+def test_forgetting_needs_its_corpus_in_the_grid():
+    with pytest.raises(UserError, match="forgetting.corpora"):
+        load_run_config("default", ["corpora=[Corpus_referencing]"])
+    cfg = load_run_config("default", ["corpora=[Corpus_referencing]", "forgetting.enabled=false"])
+    assert cfg.corpora == ["Corpus_referencing"]
+
+
+def test_cell_key_depends_on_spec_not_labels():
+    a = Cell("eval", {"model": {"trained": "train-1"}, "limit": 4}, labels={"seed": 1})
+    b = Cell("eval", {"limit": 4, "model": {"trained": "train-1"}}, labels={"seed": 2})
+    c = Cell("eval", {"model": {"trained": "train-2"}, "limit": 4})
+    assert a.key == b.key  # dict order and labels do not matter
+    assert a.key != c.key and a.key.startswith("eval-")
+    assert stable_hash({"x": [1, 2]}) != stable_hash({"x": [2, 1]})
+
+
+def test_topological_puts_dependencies_first_and_drops_duplicates():
+    train = Cell("train", {"n": 1})
+    ev = Cell("eval", {"m": train.key}, deps=(train.key,))
+    again = Cell("eval", {"m": train.key}, deps=(train.key,))
+    order = list(topological([ev, train, again]))
+    assert [c.kind for c in order] == ["train", "eval"]
+
+
+def test_failed_cell_leaves_no_folder(tmp_path):
+    store = CellStore(tmp_path)
+    cell = Cell("eval", {"x": 1})
+
+    def work(folder):
+        (folder / "half.txt").write_text("x")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        store.execute(cell, work)
+    assert not store.is_done(cell.key) and not store.path(cell.key).exists()
+    result = store.execute(cell, lambda folder: {"value": 3})
+    assert store.is_done(cell.key) and store.result(cell.key) == {"value": 3}
+    assert store.info(cell.key)["kind"] == "eval"
+
+
+def test_second_run_on_same_folder_is_refused(tmp_path):
+    store = CellStore(tmp_path)
+    with store.lock():
+        with pytest.raises(UserError, match="another factlearn run"):
+            with CellStore(tmp_path).lock():
+                pass
+    with CellStore(tmp_path).lock():  # released after the first one ends
+        pass
+
+
+def _ev(condition, seed, qa, mc, method="full"):
+    return {"model": "m", "method": method, "condition": condition, "seed": seed,
+            "metrics": {"Eval_QA": {"exact_match": qa, "f1": qa}, "Eval_multiple_choice": {"acc": mc, "acc_norm": mc}}}
+
+
+def test_table_mean_and_std_over_seeds():
+    tasks = ["Eval_QA", "Eval_multiple_choice"]
+    evs = [_ev("referencing", 1, 0.2, 0.5), _ev("narrative", 1, 0.5, 0.25), _ev("narrative", 2, 0.7, 0.25),
+           {**_ev("base", None, 0.0, 0.25), "method": "base"}]
+    rows = table_rows(evs, tasks)
+    assert [r["condition"] for r in rows] == ["base", "narrative", "referencing"]
+    narrative = rows[1]
+    assert narrative["values"]["Eval_QA"]["mean"] == pytest.approx(0.6)
+    assert narrative["values"]["Eval_QA"]["std"] == pytest.approx(0.1414, abs=1e-3)
+    assert narrative["seeds"] == [1, 2] and rows[2]["values"]["Eval_QA"]["std"] is None
+    md = to_markdown(rows, tasks)
+    assert "0.600 ± 0.141" in md and "| m | full | referencing | 0.200 | 0.500 |" in md
+    csv_lines = to_csv(rows, tasks).strip().splitlines()
+    assert csv_lines[0].split(",") == ["model", "method", "condition", "n_seeds", "Eval_QA", "Eval_QA_std",
+                                       "Eval_multiple_choice", "Eval_multiple_choice_std"]
+    assert len(csv_lines) == 1 + 3
+
+
+def test_estimator_scales_remaining_cells_by_measured_time():
+    cells = [Cell("train", {"i": i}, est_seconds=10.0) for i in range(3)] + [Cell("eval", {"i": 0}, est_seconds=5.0)]
+    est = Estimator(cells)
+    assert est.seconds_left() == pytest.approx(35.0)
+    est.finish(cells[0], 20.0)  # training is twice as slow as predicted
+    assert est.seconds_left() == pytest.approx(2 * 20.0 + 5.0 * 2.0)  # eval has no evidence yet: pooled ratio
+    est.finish(cells[3], 5.0)
+    assert est.seconds_left() == pytest.approx(40.0)
+    est.finish(cells[1], None)  # reused from cache: removes work, adds no evidence
+    assert est.seconds_left() == pytest.approx(20.0)
+    est.start(cells[2])
+    time.sleep(0.05)
+    assert est.seconds_left() < 20.0
+    assert format_seconds(125) == "2m05s" and format_seconds(7) == "7s"
