@@ -1,0 +1,133 @@
+"""`factlearn eval` and `factlearn export-lm-eval`. Heavy imports happen inside the command functions."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from factlearn.errors import UserError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    _register_eval(sub)
+    _register_export(sub)
+
+
+def _task_and_data_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tasks", default=None, metavar="A,B",
+                   help="comma-separated task names (default: the seven CCA tasks)")
+    p.add_argument("--num-fewshot", type=int, default=5, metavar="K", help="few-shot examples per item (default 5)")
+    p.add_argument("--data", default=None, metavar="SRC",
+                   help="CCA data: built-in generator (default), 'hub', or a local folder; default for a training "
+                        "output folder: the world it was trained on (its config.yaml)")
+    p.add_argument("--n-countries", type=int, default=None, metavar="N",
+                   help="size of a generated world (default: the training run's, else 20)")
+    p.add_argument("--seed", type=int, default=None, help="seed of a generated world (default: the training run's, else 0)")
+
+
+def _register_eval(sub) -> None:
+    p = sub.add_parser("eval", help="5-shot evaluation on the seven CCA tasks (exact match/F1, acc/acc_norm)",
+                       description="Evaluate a base model, a full-finetune folder, or a base model + LoRA adapter on "
+                       "the CCA tasks with the original's 5-shot protocol. Writes results.json and "
+                       "records/<task>.jsonl into --out and prints a table.")
+    p.add_argument("model", nargs="?", default=None,
+                   help="alias (default smollm2-135m), HF folder, training output folder, adapter folder, .gguf or hub id")
+    p.add_argument("--adapter", default=None, help="a LoRA adapter folder to put on MODEL")
+    _task_and_data_flags(p)
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="evaluate only the first N items of each task")
+    p.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass (default 16)")
+    p.add_argument("--out", default=None, metavar="DIR", help="output folder (default: runs/eval/<model name>)")
+    p.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda")
+    p.add_argument("--dtype", default="auto", help="auto (bf16 on cuda, fp32 on cpu), float32, bfloat16, float16")
+    p.set_defaults(func=run_eval)
+
+
+def _register_export(sub) -> None:
+    p = sub.add_parser("export-lm-eval", help="write the tasks for lm-evaluation-harness 0.4 (--include_path)",
+                       description="Write task YAMLs, data files and utils.py so that `lm_eval --include_path OUT "
+                       "--tasks factlearn_<task>` evaluates exactly the prompts `factlearn eval` does "
+                       "(few-shot contexts pre-rendered; lm-eval runs them 0-shot).")
+    p.add_argument("out", help="output folder (must not exist unless --overwrite)")
+    _task_and_data_flags(p)
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.set_defaults(func=run_export)
+
+
+def _run_config(model: str | None) -> dict:
+    """A training output's config.yaml (written by factlearn train), or {}."""
+    path = Path(str(model)) / "config.yaml" if model else None
+    if not path or not path.is_file():
+        return {}
+    try:
+        from omegaconf import OmegaConf
+
+        cfg = OmegaConf.to_container(OmegaConf.load(path))
+    except Exception:  # only defaults come from it; explicit flags still work
+        return {}
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def _world(args, run_config: dict) -> tuple[str | None, int, int]:
+    source = args.data if args.data is not None else run_config.get("data_source")
+    n = args.n_countries if args.n_countries is not None else run_config.get("n_countries", 20)
+    seed = args.seed if args.seed is not None else run_config.get("data_seed", 0)
+    return source, int(n), int(seed)
+
+
+def _load_checked(args, run_config: dict):
+    """Resolve tasks and data and check num_fewshot before any model is loaded, so bad input fails fast."""
+    from factlearn.evaluate.engine import resolve_data, task_docs
+    from factlearn.evaluate.fewshot import check_num_fewshot
+    from factlearn.evaluate.tasks import get_tasks
+
+    tasks = get_tasks(args.tasks)
+    source, n_countries, seed = _world(args, run_config)
+    dataset = resolve_data(source, [t.config for t in tasks], n_countries, seed)
+    for task in tasks:
+        check_num_fewshot(task, len(task_docs(dataset, task)), args.num_fewshot)
+    return tasks, dataset, (source, n_countries, seed)
+
+
+def _default_out(model: str | None, adapter: str | None) -> Path:
+    name = Path(str(adapter or model or "smollm2-135m").rstrip("/")).name
+    return Path("runs") / "eval" / re.sub(r"[^\w.-]+", "_", name)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit must be a positive number of items, not {args.limit}")
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, not {args.batch_size}")
+    run_config = _run_config(args.model)
+    tasks, dataset, (source, n_countries, seed) = _load_checked(args, run_config)
+
+    from rich.console import Console
+
+    from factlearn.evaluate.engine import evaluate, results_table, save_results
+    from factlearn.models import describe, load_model
+
+    console = Console(stderr=True)
+    model, tokenizer = load_model(args.model, adapter=args.adapter, device=args.device, dtype=args.dtype)
+    console.print(f"factlearn eval: {describe(model)}")
+    result = evaluate(model, tokenizer, tasks=[t.name for t in tasks], data=dataset, num_fewshot=args.num_fewshot,
+                      limit=args.limit, batch_size=args.batch_size, log=console.print)
+    out = Path(args.out) if args.out else _default_out(args.model, args.adapter)
+    path = save_results(result, out, extra_config={
+        "model": args.model, "adapter": args.adapter, "data": source, "n_countries": n_countries, "seed": seed,
+        "device": str(next(model.parameters()).device), "dtype": str(next(model.parameters()).dtype)})
+    Console().print(results_table(result, title=f"factlearn eval ({result.timing['total']:.1f} s)"))
+    console.print(f"wrote {path} and {out / 'records'}/")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from factlearn.evaluate.export import export_lm_eval
+
+    run_config = _run_config(None)
+    tasks, dataset, _ = _load_checked(args, run_config)
+    names = export_lm_eval(args.out, tasks=[t.name for t in tasks], data=dataset, num_fewshot=args.num_fewshot,
+                           overwrite=args.overwrite)
+    print(f"wrote {len(names)} tasks to {args.out}; run: lm_eval --model hf --model_args pretrained=MODEL "
+          f"--include_path {args.out} --tasks {','.join(names)}")
+    return 0
