@@ -1,0 +1,101 @@
+"""The Country-city-animals (CCA) schema: config names, splits, columns and their types.
+
+Everything that reads or writes CCA data agrees on this one table, so data made by factlearn loads in
+code written for the original hub dataset (`xiaozeroone/Country-city-animals`) and vice versa.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from factlearn.errors import UserError
+
+if TYPE_CHECKING:  # datasets is heavy; import it only where a function needs it
+    import datasets
+
+# The two relations, as written in Facts.relation.
+RELATION_CAPITAL = "capital city"
+RELATION_ANIMAL = "famous for"
+RELATIONS = (RELATION_CAPITAL, RELATION_ANIMAL)
+
+CORPUS_CONFIGS = ("Corpus_narrative", "Corpus_referencing")
+EVAL_CONFIGS = (
+    "Eval_QA",
+    "Eval_reverse",
+    "Eval_multiple_choice",
+    "Eval_indirect_reasoning",
+    "Eval_animal_commonsense",
+    "Eval_2hop_reasoning",
+    "Eval_2hop_reasoning_raw",
+)
+CONFIGS = ("Facts", *CORPUS_CONFIGS, *EVAL_CONFIGS)
+SPLIT_OF = {name: ("test" if name.startswith("Eval_") else "train") for name in CONFIGS}
+MC_CONFIGS = ("Eval_multiple_choice", "Eval_2hop_reasoning")
+
+# Column name -> type kind; "str", "int" or "str_list". Order is the column order of the original.
+COLUMNS: dict[str, dict[str, str]] = {
+    "Facts": {"head": "str", "relation": "str", "tail": "str"},
+    **{name: {"text": "str"} for name in CORPUS_CONFIGS},
+    **{name: {"question": "str", "answer": "str"} for name in EVAL_CONFIGS if name not in MC_CONFIGS},
+    **{name: {"question": "str", "choices": "str_list", "answer": "int"} for name in MC_CONFIGS},
+}
+
+
+def check_config_name(config: str) -> str:
+    """Return `config` if it is a CCA config name, else raise a UserError listing the valid ones."""
+    if config not in CONFIGS:
+        close = [c for c in CONFIGS if c.lower() == str(config).lower()]
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise UserError(f"unknown CCA config '{config}'{hint}; use one of: {', '.join(CONFIGS)}")
+    return config
+
+
+def features(config: str) -> "datasets.Features":
+    """The exact `datasets.Features` of one config (answer is int64 for the multiple-choice ones)."""
+    import datasets
+
+    kinds = {
+        "str": datasets.Value("string"),
+        "int": datasets.Value("int64"),
+        "str_list": datasets.List(datasets.Value("string")),
+    }
+    return datasets.Features({col: kinds[kind] for col, kind in COLUMNS[check_config_name(config)].items()})
+
+
+def check_columns(column_names: list[str], config: str, where: str) -> None:
+    """Raise a UserError when data for `config` lacks a required column; `where` names the data's origin."""
+    required = list(COLUMNS[check_config_name(config)])
+    missing = [c for c in required if c not in column_names]
+    if missing:
+        raise UserError(
+            f"{where}: config {config} is missing column(s) {', '.join(missing)} (found: "
+            f"{', '.join(column_names) or 'none'}); {config} needs columns {', '.join(required)}, "
+            f"see `factlearn data show {config}` for the expected rows")
+
+
+def conform(dataset: "datasets.Dataset", config: str, where: str) -> "datasets.Dataset":
+    """Check the columns, keep only the schema's columns (in schema order) and cast them to its types.
+
+    Extra columns are dropped so every source yields the same Features; a value that cannot be cast
+    (e.g. a letter "B" where the multiple-choice answer index belongs) is a UserError.
+    """
+    check_columns(list(dataset.column_names), config, where)
+    wanted = features(config)
+    dataset = dataset.select_columns(list(wanted))
+    if dataset.features == wanted:
+        return dataset
+    try:
+        return dataset.cast(wanted)
+    except (ValueError, TypeError) as e:
+        raise UserError(f"{where}: config {config} has values of the wrong type ({str(e).splitlines()[0][:160]}); "
+                        f"expected {_describe(config)}") from None
+    except Exception as e:  # pyarrow raises ArrowInvalid / ArrowNotImplementedError for bad casts
+        if type(e).__module__.startswith("pyarrow"):
+            raise UserError(f"{where}: config {config} has values of the wrong type ({str(e).splitlines()[0][:160]}); "
+                            f"expected {_describe(config)}") from None
+        raise
+
+
+def _describe(config: str) -> str:
+    names = {"str": "string", "int": "integer", "str_list": "list of strings"}
+    return ", ".join(f"{col}: {names[kind]}" for col, kind in COLUMNS[config].items())
