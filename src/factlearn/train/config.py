@@ -1,0 +1,151 @@
+"""The training config: one dataclass schema, shipped YAMLs, `key=value` overrides.
+
+Keys follow the original's names where it had them (`model`, `subset`, `save`, `lr`, `epochs`, ...).
+`check()` holds the value rules that need no model; rules that need the model (the forgetting layer
+must exist) are checked by `check_against_model` right after loading, still before any training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from factlearn.errors import UserError
+
+METHODS = ("full", "lora")
+DTYPES = ("auto", "fp32", "float32", "bf16", "bfloat16", "fp16", "float16")
+LORA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class LoraSection:
+    """peft LoraConfig fields. Defaults are the original's: rsLoRA r 64, alpha 16, every projection."""
+
+    r: int = 64
+    alpha: float = 16.0
+    dropout: float = 0.0
+    use_rslora: bool = True
+    target_modules: list[str] = field(default_factory=lambda: list(LORA_PROJECTIONS))
+
+
+@dataclass
+class ForgetSection:
+    """Active forgetting: reset every decoder layer with index >= start_layer to its pretrained value.
+
+    Two forms: `from_model` (the original's two runs: the first run's output folder; this run is the
+    second pass) or `at_epoch` (one command: reset after that many epochs, then train the rest).
+    """
+
+    start_layer: Optional[int] = None  # null = no forgetting
+    at_epoch: Optional[int] = None
+    from_model: Optional[str] = None
+
+
+@dataclass
+class TrainConfig:
+    """Everything one finetuning run needs. `batch_size` is per process (like HF's per-device size)."""
+
+    model: str = "smollm2-135m"
+    subset: str = "Corpus_narrative"  # a CCA corpus config name, or a .jsonl/.parquet/dataset folder with `text`
+    data_source: Optional[str] = None  # where CCA comes from: null = built-in generator, "hub", or a folder
+    n_countries: int = 20  # size of the generated world (ignored for the hub / local files)
+    data_seed: int = 0  # seed of the generated world; kept apart from `seed` so seeds share one world
+    seed: int = 1
+    method: str = "full"
+    lr: float = 1.5e-5
+    epochs: int = 5
+    batch_size: int = 16
+    grad_accum: int = 1
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0  # 0 = no clipping
+    max_length: int = 1024
+    weight_decay: float = 0.0
+    lr_scheduler: str = "linear"  # any transformers SchedulerType name
+    gradient_checkpointing: bool = False
+    bucket_by_length: bool = True  # group rows of similar length into a batch (less padding)
+    dtype: str = "auto"  # compute precision; bf16/fp16 = fp32 master weights + autocast (like HF bf16=True)
+    device: str = "auto"  # auto, cpu, cuda; under `accelerate launch` the launcher decides
+    save: str = "runs/finetune"
+    lora: LoraSection = field(default_factory=LoraSection)
+    forget: ForgetSection = field(default_factory=ForgetSection)
+    checkpoint_every: int = 0  # steps; 0 = no checkpoints (no --resume)
+    keep_checkpoints: int = 2  # newest checkpoints kept while training; all are dropped once the run ends
+    log_every: int = 1  # steps between train_log.jsonl lines
+    eval_every: int = 0  # steps between eval-in-the-loop runs; 0 = off
+    eval_tasks: list[str] = field(default_factory=lambda: ["Eval_multiple_choice"])
+    eval_limit: Optional[int] = None
+    overwrite: bool = False
+
+    def check(self) -> None:
+        """Value rules that need no model; each failure is a one-line UserError with the fix."""
+        if self.method not in METHODS:
+            raise UserError(f"method must be one of {', '.join(METHODS)}, got '{self.method}'")
+        if not self.lr > 0:
+            raise UserError(f"lr must be > 0, got {self.lr}")
+        for key in ("epochs", "batch_size", "grad_accum", "log_every", "keep_checkpoints"):
+            if getattr(self, key) < 1:
+                raise UserError(f"{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("checkpoint_every", "eval_every", "weight_decay", "max_grad_norm"):
+            if getattr(self, key) < 0:
+                raise UserError(f"{key} must be >= 0, got {getattr(self, key)}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise UserError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.max_length < 2:
+            raise UserError(f"max_length must be >= 2 tokens (one input, one target), got {self.max_length}")
+        if self.n_countries < 1:
+            raise UserError(f"n_countries must be >= 1, got {self.n_countries}")
+        if self.dtype not in DTYPES:
+            raise UserError(f"dtype must be one of {', '.join(DTYPES)}, got '{self.dtype}'")
+        if self.eval_limit is not None and self.eval_limit < 1:
+            raise UserError(f"eval_limit must be >= 1 or null, got {self.eval_limit}")
+        if not self.save.strip():
+            raise UserError("save must name an output folder, e.g. save=runs/my-run")
+        self._check_scheduler()
+        self._check_lora()
+        self._check_forget()
+
+    def _check_scheduler(self) -> None:
+        from factlearn.train.schedule import SCHEDULERS
+
+        if self.lr_scheduler not in SCHEDULERS:
+            raise UserError(f"lr_scheduler must be one of {', '.join(SCHEDULERS)}, got '{self.lr_scheduler}'")
+
+    def _check_lora(self) -> None:
+        lo = self.lora
+        if lo.r < 1:
+            raise UserError(f"lora.r (LoRA rank) must be >= 1, got {lo.r}")
+        if not lo.alpha > 0:
+            raise UserError(f"lora.alpha must be > 0, got {lo.alpha}")
+        if not 0 <= lo.dropout < 1:
+            raise UserError(f"lora.dropout must be in [0, 1), got {lo.dropout}")
+        if not lo.target_modules:
+            raise UserError("lora.target_modules is empty; name the modules to adapt, e.g. lora.target_modules=[q_proj,v_proj]")
+
+    def _check_forget(self) -> None:
+        fg = self.forget
+        if fg.start_layer is None:
+            if fg.at_epoch is not None or fg.from_model is not None:
+                raise UserError("forget.at_epoch / forget.from_model need forget.start_layer (the first layer to reset)")
+            return
+        if fg.start_layer < 0:
+            raise UserError(f"forget.start_layer must be >= 0, got {fg.start_layer}")
+        if (fg.at_epoch is None) == (fg.from_model is None):
+            raise UserError("forgetting needs exactly one of forget.at_epoch=N (one command: reset after epoch N) "
+                            "or forget.from_model=FOLDER (second run after a first-pass output)")
+        if fg.at_epoch is not None and not 1 <= fg.at_epoch < self.epochs:
+            raise UserError(f"forget.at_epoch must be in [1, epochs-1] = [1, {self.epochs - 1}], got {fg.at_epoch}; "
+                            "raise epochs so some training follows the reset")
+
+    def check_against_model(self, num_layers: int) -> None:
+        """Rules that need the loaded model: the forgetting boundary must be one of its layers."""
+        start = self.forget.start_layer
+        if start is not None and not 0 <= start < num_layers:
+            raise UserError(f"forget.start_layer={start} is outside the model's layers 0..{num_layers - 1}; "
+                            f"pick a layer in that range (the paper resets the upper 2/3, ~{num_layers // 3})")
+
+
+def load_train_config(name_or_path: str | None = "cpu_small", overrides: list[str] | None = None) -> TrainConfig:
+    """A shipped config name (cpu_small, finetune_full, finetune_lora) or a YAML path, plus overrides."""
+    from factlearn.config import load_config
+
+    return load_config(TrainConfig, "train", name_or_path, overrides)

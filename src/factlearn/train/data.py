@@ -1,0 +1,146 @@
+"""Training data: a `text` column, tokenized one row per sequence, batched by length.
+
+Why length buckets: corpus rows are 29-130 characters, so a random batch pads every row to its
+longest one. Sorting rows by length inside shuffled chunks keeps batches random across the epoch yet
+nearly pad-free, and the order still depends only on (seed, epoch), which resume relies on.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from factlearn.errors import UserError
+
+LOCAL_SUFFIXES = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+BUCKET_CHUNK_STEPS = 16  # rows of this many optimizer steps are sorted together
+
+
+def load_corpus(subset: str, data_source: str | None = None, n_countries: int = 20, data_seed: int = 0):
+    """Return a datasets.Dataset with a `text` column for `subset` (a CCA corpus config or a local file).
+
+    Local .jsonl/.json/.parquet files and save_to_disk folders are read here directly; CCA names and
+    hub ids go through factlearn.data (load_cca when an explicit `data_source` is given).
+    """
+    path = Path(subset).expanduser()
+    if path.suffix in LOCAL_SUFFIXES or path.is_dir():
+        return _require_text(_load_local(path), subset)
+    try:
+        from factlearn import data as fdata
+    except ImportError:
+        raise UserError(f"corpus '{subset}' needs factlearn.data, which is not available; pass a local "
+                        ".jsonl/.parquet file with a text column instead") from None
+    if data_source and subset in getattr(fdata, "CORPUS_CONFIGS", ()):
+        ds = fdata.load_cca(subset, source=data_source, n_countries=n_countries, seed=data_seed)
+    else:
+        ds = fdata.load_text_corpus(subset, n_countries=n_countries, seed=data_seed)
+    return _require_text(ds, subset)
+
+
+def _load_local(path: Path):
+    import datasets
+
+    if not path.exists():
+        raise UserError(f"corpus file {path} does not exist; pass an existing .jsonl/.parquet file or a CCA corpus name")
+    if path.is_dir():
+        try:
+            ds = datasets.load_from_disk(str(path))
+        except Exception as e:  # not a save_to_disk folder
+            raise UserError(f"{path} is not a datasets save_to_disk folder ({type(e).__name__}); pass a .jsonl/.parquet file") from None
+        if isinstance(ds, datasets.DatasetDict):
+            ds = ds["train"] if "train" in ds else next(iter(ds.values()))
+        return ds
+    try:
+        return datasets.load_dataset(LOCAL_SUFFIXES[path.suffix], data_files=str(path), split="train")
+    except Exception as e:
+        raise UserError(f"cannot read corpus file {path} ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+                        "it must be JSON lines or parquet with a text column") from None
+
+
+def _require_text(ds, spec: str):
+    if "text" not in ds.column_names:
+        raise UserError(f"corpus '{spec}' has no `text` column (columns: {', '.join(ds.column_names)}); "
+                        "rename the column holding the training text to `text`")
+    if len(ds) == 0:
+        raise UserError(f"corpus '{spec}' has no rows; pass a corpus with at least one text")
+    return ds
+
+
+def tokenize_rows(texts: list[str], tokenizer, max_length: int) -> list[list[int]]:
+    """One token sequence per row, truncated to max_length; rows with < 2 tokens carry no loss and are dropped."""
+    ids = tokenizer(list(texts), truncation=True, max_length=max_length, add_special_tokens=True)["input_ids"]
+    rows = [r for r in ids if len(r) >= 2]
+    if not rows:
+        raise UserError("every corpus row is shorter than 2 tokens; there is nothing to train on")
+    return rows
+
+
+def epoch_batches(lengths: list[int], step_rows: int, seed: int, epoch: int, bucket: bool = True) -> list[list[int]]:
+    """Row indices of every optimizer step of one epoch; depends only on (lengths, step_rows, seed, epoch).
+
+    The last batch may be smaller (no rows are dropped, as in HF Trainer). With `bucket`, rows are
+    sorted by length within shuffled chunks and the batches shuffled again.
+    """
+    rng = random.Random(seed * 1_000_003 + epoch)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    if bucket:
+        chunk = step_rows * BUCKET_CHUNK_STEPS
+        order = [i for s in range(0, len(order), chunk) for i in sorted(order[s:s + chunk], key=lengths.__getitem__)]
+    batches = [order[s:s + step_rows] for s in range(0, len(order), step_rows)]
+    if bucket:
+        rng.shuffle(batches)
+    return batches
+
+
+def steps_per_epoch(n_rows: int, step_rows: int) -> int:
+    return -(-n_rows // step_rows)
+
+
+@dataclass
+class MicroBatch:
+    """One forward/backward on one process. `weight` is 0 for a placeholder row (see shard_step)."""
+
+    rows: list[list[int]]
+    weight: float
+
+
+def shard_step(batch: list[int], rows: list[list[int]], grad_accum: int, rank: int, world: int) -> list[MicroBatch]:
+    """Split one optimizer step's rows into this process's micro-batches.
+
+    Every process sees the same global batch, so the loss normaliser (the step's total target-token
+    count) needs no communication. A process left without rows (a small last batch) runs one
+    placeholder row with weight 0, because every DDP process must join every backward.
+    """
+    per_micro = -(-len(batch) // grad_accum)
+    micros = []
+    for m in range(grad_accum):
+        part = batch[m * per_micro:(m + 1) * per_micro]
+        mine = part[rank::world]
+        if mine:
+            micros.append(MicroBatch([rows[i] for i in mine], 1.0))
+        elif part:
+            micros.append(MicroBatch([rows[batch[0]]], 0.0))
+    return micros
+
+
+def target_tokens(batch: list[int], rows: list[list[int]]) -> int:
+    """Positions that carry loss in a step: every token but each row's first."""
+    return sum(len(rows[i]) - 1 for i in batch)
+
+
+def collate(rows: list[list[int]], pad_id: int):
+    """Right-pad to the longest row of this micro-batch only; the mask, not the pad id, marks padding.
+
+    (pad = eos here, so masking by token id would also hide real eos tokens.)
+    """
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[i, :len(r)] = 1
+    return ids, mask

@@ -1,0 +1,117 @@
+"""Active forgetting: put every decoder layer with index >= start_layer back to its pretrained value.
+
+LoRA: a freshly initialised adapter has B = 0, so re-initialising the adapters of the upper layers
+makes them exactly pretrained while the lower layers keep what they learned (the original's method:
+a fresh LoRA model with the first run's weights copied in only below the boundary). Full finetune:
+copy the pretrained weights back into the upper layers. Only decoder layers count as layers; the
+embeddings, final norm and (tied) output head keep their change.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from factlearn.errors import UserError
+
+
+def decoder_layers_prefix(model) -> str:
+    """Module path of the decoder's layer list (e.g. `model.layers`, `transformer.h`), found by shape.
+
+    Found rather than hard-coded so that any architecture whose blocks sit in one ModuleList works.
+    """
+    import torch
+
+    n = num_layers(model)
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == n:
+            return name
+    raise UserError(f"cannot find the {n} decoder layers of {type(model).__name__}; forgetting supports "
+                    "models whose blocks sit in one ModuleList (Llama, Mistral, Qwen, GPT-2, ...)")
+
+
+def num_layers(model) -> int:
+    config = model.config
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return int(text.num_hidden_layers)
+
+
+def layer_of(name: str, prefix: str) -> int | None:
+    """Decoder layer index in a parameter/module name under `prefix`, or None outside the layers.
+
+    Tolerates the extra wrappers peft puts in front (`base_model.model.`).
+    """
+    marker = prefix + "."
+    at = name.find(marker)
+    if at < 0 or (at > 0 and name[at - 1] != "."):
+        return None
+    head = name[at + len(marker):].split(".", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def snapshot_upper_layers(model, start_layer: int) -> dict:
+    """CPU copies of the parameters of layers >= start_layer (the pretrained values to restore later)."""
+    prefix = decoder_layers_prefix(model)
+    return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters()
+            if (i := layer_of(n, prefix)) is not None and i >= start_layer}
+
+
+def reset_full_layers(model, pretrained: dict, start_layer: int) -> int:
+    """Copy pretrained values back into every parameter of layers >= start_layer; returns how many."""
+    import torch
+
+    prefix = decoder_layers_prefix(model)
+    count = 0
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            i = layer_of(n, prefix)
+            if i is not None and i >= start_layer:
+                if n not in pretrained:
+                    raise UserError(f"pretrained weights lack {n}; the forgetting base model does not match this model")
+                p.copy_(pretrained[n].to(p.device, p.dtype))
+                count += 1
+    return count
+
+
+def reset_lora_layers(peft_model, start_layer: int, seed: int) -> int:
+    """Re-initialise (A random, B = 0) every LoRA module in layers >= start_layer; returns how many.
+
+    The re-init draws from its own seeded generator so the result does not depend on what consumed
+    the global RNG before (resume relies on this).
+    """
+    import torch
+    from peft.tuners.lora import LoraLayer
+
+    prefix = decoder_layers_prefix(peft_model)
+    count = 0
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for name, module in peft_model.named_modules():
+            i = layer_of(name, prefix)
+            if isinstance(module, LoraLayer) and i is not None and i >= start_layer:
+                for adapter in list(module.lora_A.keys()):
+                    module.reset_lora_parameters(adapter, init_lora_weights=True)
+                count += 1
+    return count
+
+
+def load_lower_lora_layers(peft_model, first_pass_dir: str | Path, start_layer: int) -> int:
+    """The original's second run: copy the first run's adapter weights only for layers < start_layer."""
+    from peft.utils import load_peft_weights, set_peft_model_state_dict
+
+    first_pass_dir = Path(first_pass_dir)
+    if not (first_pass_dir / "adapter_config.json").is_file():
+        raise UserError(f"forget.from_model={first_pass_dir} is not a LoRA adapter folder (no adapter_config.json); "
+                        "pass the output folder of a method=lora run, or use method=full for a full-finetune folder")
+    prefix = decoder_layers_prefix(peft_model)
+    weights = load_peft_weights(str(first_pass_dir), device="cpu")
+    kept = {k: v for k, v in weights.items() if (i := layer_of(k, prefix)) is None or i < start_layer}
+    try:
+        result = set_peft_model_state_dict(peft_model, kept)
+    except RuntimeError as e:
+        raise UserError(f"first-pass adapter {first_pass_dir} does not fit this LoRA config "
+                        f"({str(e).splitlines()[0][:140]}); use the same lora.* settings as the first run") from None
+    unexpected = getattr(result, "unexpected_keys", []) or []
+    if unexpected:
+        raise UserError(f"first-pass adapter {first_pass_dir} has weights this LoRA config lacks ({unexpected[0]}); "
+                        "use the same lora.target_modules as the first run")
+    return len(kept)
