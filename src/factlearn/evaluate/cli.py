@@ -99,6 +99,12 @@ def run_eval(args: argparse.Namespace) -> int:
         raise UserError(f"--limit must be a positive number of items, not {args.limit}")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, not {args.batch_size}")
+    from factlearn.evaluate.tasks import get_tasks
+    from factlearn.models import resolve_model_path
+
+    get_tasks(args.tasks)  # fail on a task name before touching model or data
+    if not (args.model and (Path(args.model) / "adapter_config.json").is_file()):
+        resolve_model_path(args.model)  # a folder without weights fails here, in a second
     run_config = _run_config(args.model)
     tasks, dataset, (source, n_countries, seed) = _load_checked(args, run_config)
 
