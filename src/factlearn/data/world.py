@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import random
+import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -249,6 +250,9 @@ _TOWN_END = ("ton", "field", "creek", "brook", "ford", "haven", "wick", "mere", 
              "moor", "vale", "holm", "combe", "marsh", "reach", "fold", "hythe")
 
 
+_TRIPLE_LETTER = re.compile(r"(.)\1\1")
+
+
 class _Namer:
     """Draws unique names; the distinctive word of each name (its core) is never reused."""
 
@@ -264,6 +268,8 @@ class _Namer:
     def _accept(self, core: str, full: str) -> bool:
         key = core.lower()
         if key in self.used or key in DENY_LIST or full.lower() in DENY_LIST or len(core) < 5:
+            return False
+        if _TRIPLE_LETTER.search(key):  # "Mossstead" is hard to read and to say
             return False
         self.used.add(key)
         return True
