@@ -256,6 +256,8 @@ def _read_parquet(files: list[Path]) -> "datasets.Dataset":
     return datasets.Dataset(InMemoryTable(table.replace_schema_metadata(None)))
 
 
+_NO_TEXT = ("{where} has no 'text' column (found: {found}); a training corpus needs one text per row in a "
+            "column named text")
 _TYPE_CHECKS = {
     "str": lambda v: isinstance(v, str),
     "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
@@ -281,6 +283,8 @@ def _read_jsonl(file: Path, columns: dict[str, str], config: str | None = None) 
                                     f"{', '.join(columns)}, got {type(row).__name__}")
                 if config and not rows:  # schema-level message for a file that lacks a column altogether
                     check_columns(list(row), config, str(file))
+                elif not rows and "text" in columns and "text" not in row:
+                    raise UserError(_NO_TEXT.format(where=file, found=", ".join(row) or "none"))
                 for col, kind in columns.items():
                     if col not in row:
                         raise UserError(f"{file}, line {lineno}: missing key '{col}' (needs {', '.join(columns)})")
@@ -339,8 +343,7 @@ def _read_any(path: Path, what: str, config: str | None = None) -> "datasets.Dat
 
 def _text_only(dataset: "datasets.Dataset", where: str) -> "datasets.Dataset":
     if "text" not in dataset.column_names:
-        raise UserError(f"{where} has no 'text' column (found: {', '.join(dataset.column_names) or 'none'}); "
-                        "a training corpus needs one text per row in a column named text")
+        raise UserError(_NO_TEXT.format(where=where, found=", ".join(dataset.column_names) or "none"))
     dataset = dataset.select_columns(["text"])
     if len(dataset) == 0:
         raise UserError(f"{where} has no rows; pass a corpus with at least one text")
