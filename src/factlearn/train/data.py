@@ -20,22 +20,21 @@ BUCKET_CHUNK_STEPS = 16  # rows of this many optimizer steps are sorted together
 def load_corpus(subset: str, data_source: str | None = None, n_countries: int = 20, data_seed: int = 0):
     """Return a datasets.Dataset with a `text` column for `subset` (a CCA corpus config or a local file).
 
-    Local .jsonl/.json/.parquet files and save_to_disk folders are read here directly; CCA names and
-    hub ids go through factlearn.data (load_cca when an explicit `data_source` is given).
+    Delegates to factlearn.data.load_text_corpus (CCA names from the generator or `data_source`, local
+    files, hub ids); local .jsonl/.json/.parquet files are also read here directly so training on
+    one's own text does not depend on the data stage.
     """
-    path = Path(subset).expanduser()
-    if path.suffix in LOCAL_SUFFIXES or path.is_dir():
-        return _require_text(_load_local(path), subset)
     try:
-        from factlearn import data as fdata
-    except ImportError:
-        raise UserError(f"corpus '{subset}' needs factlearn.data, which is not available; pass a local "
-                        ".jsonl/.parquet file with a text column instead") from None
-    if data_source and subset in getattr(fdata, "CORPUS_CONFIGS", ()):
-        ds = fdata.load_cca(subset, source=data_source, n_countries=n_countries, seed=data_seed)
-    else:
-        ds = fdata.load_text_corpus(subset, n_countries=n_countries, seed=data_seed)
-    return _require_text(ds, subset)
+        from factlearn.data import load_text_corpus
+    except ImportError:  # the data stage is optional for training on one's own files
+        load_text_corpus = None
+    path = Path(subset).expanduser()
+    if load_text_corpus is None or (path.suffix in LOCAL_SUFFIXES and path.is_file()):
+        if path.suffix not in LOCAL_SUFFIXES and not path.is_dir():
+            raise UserError(f"corpus '{subset}' needs factlearn.data, which is not available; pass a local "
+                            ".jsonl/.parquet file with a text column instead")
+        return _require_text(_load_local(path), subset)
+    return _require_text(load_text_corpus(subset, n_countries=n_countries, seed=data_seed, source=data_source), subset)
 
 
 def _load_local(path: Path):

@@ -436,8 +436,9 @@ def save_output(cfg: TrainConfig, model, tokenizer, log_rows: list[dict], summar
         tokenizer.save_pretrained(tmp)
         if cfg.method == "lora":
             base = model.get_base_model().config
+            base_spec = str(Path(cfg.model).resolve()) if Path(cfg.model).exists() else cfg.model  # cwd-proof
             (tmp / "factlearn_base.json").write_text(
-                json.dumps({"base_spec": cfg.model, "fingerprint": model_fingerprint(base)}, indent=2) + "\n")
+                json.dumps({"base_spec": base_spec, "fingerprint": model_fingerprint(base)}, indent=2) + "\n")
         (tmp / "config.yaml").write_text(config_yaml)
         (tmp / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log_rows))
         (tmp / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
