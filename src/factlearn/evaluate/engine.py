@@ -397,7 +397,7 @@ def results_table(result: EvalResult, title: str = "factlearn eval"):
 
     metric_names = list(dict.fromkeys(m for ms in result.metrics.values() for m in ms))
     table = Table(title=title)
-    table.add_column("task")
+    table.add_column("task", no_wrap=True, min_width=max((len(t) for t in result.metrics), default=4))
     for m in metric_names:
         table.add_column(m, justify="right")
     table.add_column("items", justify="right")

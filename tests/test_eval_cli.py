@@ -1,0 +1,105 @@
+"""`factlearn eval` / `export-lm-eval`: bad input, and identical answers to lm-evaluation-harness 0.4."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FACTLEARN = [sys.executable, "-m", "factlearn"]
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def run_cli(*args: str, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*FACTLEARN, *args], capture_output=True, text=True, env={**os.environ, **OFFLINE},
+                          timeout=timeout, cwd=cwd)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_unknown_task_lists_valid_ones(tiny_model_dir):
+    proc = run_cli("eval", str(tiny_model_dir), "--tasks", "Eval_QA,Eval_bogus")
+    assert_one_line_error(proc, "Eval_bogus", "valid tasks:", "Eval_2hop_reasoning_raw")
+
+
+def test_model_folder_without_weights(tmp_path, tiny_model_dir):
+    folder = tmp_path / "empty-model"
+    folder.mkdir()
+    (folder / "config.json").write_text((tiny_model_dir / "config.json").read_text())
+    assert_one_line_error(run_cli("eval", str(folder), "--limit", "1"), "no weights")
+
+
+def test_num_fewshot_too_large_for_the_split(tiny_model_dir):
+    # a 4-country world has 4 Eval_2hop_reasoning_raw rows: 5-shot needs 6 per draw
+    proc = run_cli("eval", str(tiny_model_dir), "--n-countries", "4", "--tasks", "Eval_2hop_reasoning_raw")
+    assert_one_line_error(proc, "num_fewshot 5 is too large", "--num-fewshot 3")
+
+
+def test_adapter_for_a_different_base(tmp_path, tiny_model_dir):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from factlearn.models import model_fingerprint
+    from factlearn.testing import make_tiny_model
+
+    other = AutoModelForCausalLM.from_pretrained(make_tiny_model(tmp_path / "other", hidden=32))
+    adapter = tmp_path / "adapter"
+    get_peft_model(other, LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).save_pretrained(adapter)
+    (adapter / "factlearn_base.json").write_text(json.dumps(
+        {"base_spec": str(tmp_path / "other"), "fingerprint": model_fingerprint(other.config)}))
+    proc = run_cli("eval", str(tiny_model_dir), "--adapter", str(adapter), "--n-countries", "6", "--limit", "1")
+    assert_one_line_error(proc, "different base model")
+
+
+def test_lm_eval_gives_identical_prompts_and_answers(tmp_path, tiny_model_dir):
+    """Export a generated world, run lm-eval 0.4 (--model hf) on it, compare every item with factlearn eval."""
+    from factlearn.evaluate.export import compare_with_lm_eval, lm_eval_command, read_lm_eval_samples
+
+    tasks, limit = ["Eval_QA", "Eval_2hop_reasoning"], 4
+    export_dir = tmp_path / "lm-eval-tasks"
+    proc = run_cli("export-lm-eval", str(export_dir), "--tasks", ",".join(tasks), "--n-countries", "6")
+    assert proc.returncode == 0, proc.stderr
+    ours = run_cli("eval", str(tiny_model_dir), "--tasks", ",".join(tasks), "--n-countries", "6", "--limit",
+                   str(limit), "--batch-size", "3", "--out", str(tmp_path / "ours"), "--device", "cpu")
+    assert ours.returncode == 0, ours.stderr
+    records = {t: [json.loads(x) for x in (tmp_path / "ours" / "records" / f"{t}.jsonl").read_text().splitlines()]
+               for t in tasks}
+    cmd = lm_eval_command(tiny_model_dir, export_dir, tasks, tmp_path / "lm-eval-out", limit=limit)
+    theirs = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **OFFLINE}, timeout=600)
+    assert theirs.returncode == 0, theirs.stderr[-3000:]
+    samples = read_lm_eval_samples(tmp_path / "lm-eval-out")
+    assert {t: len(s) for t, s in samples.items()} == {t: limit for t in tasks}
+    assert compare_with_lm_eval(records, samples) == {t: [] for t in tasks}
+    # the comparison is not vacuous: a changed answer is reported
+    records["Eval_QA"][0] = {**records["Eval_QA"][0], "prediction": "something else"}
+    assert len(compare_with_lm_eval(records, samples)["Eval_QA"]) == 1
+    # and the metrics agree too
+    lm_results = json.loads(next((tmp_path / "lm-eval-out").rglob("results_*.json")).read_text())["results"]
+    ours_metrics = json.loads((tmp_path / "ours" / "results.json").read_text())["metrics"]
+    assert lm_results["factlearn_Eval_2hop_reasoning"]["acc,none"] == pytest.approx(ours_metrics["Eval_2hop_reasoning"]["acc"])
+    assert lm_results["factlearn_Eval_QA"]["f1,none"] == pytest.approx(ours_metrics["Eval_QA"]["f1"])
+
+
+@pytest.mark.slow
+def test_default_model_answers_a_few_questions(tmp_path, default_model_dir):
+    """SmolLM2 end to end through the CLI: QA on three items of the canonical world."""
+    proc = run_cli("eval", "--tasks", "Eval_QA,Eval_multiple_choice", "--limit", "3", "--out", str(tmp_path / "e"),
+                   "--device", "cpu", timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    saved = json.loads((tmp_path / "e" / "results.json").read_text())
+    records = [json.loads(x) for x in (tmp_path / "e" / "records" / "Eval_QA.jsonl").read_text().splitlines()]
+    assert len(records) == 3 and saved["config"]["num_fewshot"] == 5
+    assert all(r["prompt"].count("Question:") == 6 and "\n" not in r["prediction"] for r in records)
+    # a pretrained model copies the 5-shot format: short non-empty answers, not rambling text
+    assert all(0 < len(r["prediction"].split()) <= 6 for r in records)
+    assert "Eval_QA" in proc.stdout and "exact_match" in proc.stdout
