@@ -175,3 +175,15 @@ def test_cli_corrupt_jsonl_line_and_audit_writes_nothing(tmp_path):
                                  "--json", str(report)))
     assert "train.jsonl, line 3: invalid JSON" in err
     assert not report.exists()
+
+
+def test_export_a_dataset_dict_subset(canonical, tmp_path):
+    subset = datasets.DatasetDict({"Eval_QA": canonical["Eval_QA"], "Facts": canonical["Facts"]})
+    out = export(subset, tmp_path / "subset", formats=("jsonl",))
+    card = (out / "README.md").read_text()
+    assert "existing DatasetDict" in card and "path: jsonl/Facts/train.jsonl" in card
+    assert card.index("config_name: Facts") < card.index("config_name: Eval_QA")  # schema order
+    loaded = load_cca(source=str(out))
+    assert list(loaded) == ["Facts", "Eval_QA"] and same(loaded["Eval_QA"], canonical["Eval_QA"])
+    with pytest.raises(UserError, match="keys must be CCA config names"):
+        export(datasets.DatasetDict({"train": canonical["Facts"]}), tmp_path / "nope")

@@ -111,11 +111,15 @@ class _EntityFinder:
             if tokens:
                 self.lookup[tokens] = name
         self.max_len = max((len(t) for t in self.lookup), default=1)
+        self.starts = {t[0] for t in self.lookup}  # most tokens start no name: skip them at once
 
     def find(self, tokens: list[str]) -> set[str]:
         found: set[str] = set()
         i = 0
         while i < len(tokens):
+            if tokens[i] not in self.starts:
+                i += 1
+                continue
             for n in range(min(self.max_len, len(tokens) - i), 0, -1):
                 name = self.lookup.get(tuple(tokens[i:i + n]))
                 if name is not None:
