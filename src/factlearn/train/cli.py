@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,5 +38,6 @@ def run(args: argparse.Namespace) -> int:
     from factlearn.train.trainer import train
 
     out = train(cfg, resume=args.resume)
-    print(f"factlearn: trained model written to {out}")
+    if os.environ.get("RANK", "0") == "0":  # once, not per process, under `accelerate launch`
+        print(f"factlearn: trained model written to {out}")
     return 0
