@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -112,3 +117,114 @@ def test_lora_delta_switches_exactly(tiny_model_dir):
     switch.restore()
     assert torch.equal(logits(model, tok), finetuned_logits)
     assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
+
+
+# --------------------------------------------------------------------------- end to end on a trained tiny model
+
+N_COUNTRIES = 3
+EVAL_ARGS = dict(tasks=["Eval_QA", "Eval_multiple_choice"], limit=4, num_fewshot=2, batch_size=8)
+
+
+def train_tiny(tiny_model_dir, save, method="full"):
+    from factlearn.train import TrainConfig, train
+
+    cfg = TrainConfig(model=str(tiny_model_dir), subset="Corpus_narrative", n_countries=N_COUNTRIES, method=method,
+                      lr=3e-3, epochs=4, batch_size=8, save=str(save), device="cpu", seed=1)
+    cfg.lora.r = 4
+    cfg.check()
+    return train(cfg)
+
+
+@pytest.fixture(scope="module")
+def world():
+    from factlearn.data import load_cca
+
+    return load_cca(None, n_countries=N_COUNTRIES, seed=0)
+
+
+@pytest.fixture(scope="module")
+def trained_full(tiny_model_dir, tmp_path_factory):
+    return train_tiny(tiny_model_dir, tmp_path_factory.mktemp("abl") / "full")
+
+
+def test_sweep_ends_are_finetuned_and_base_exactly(tiny_model_dir, trained_full, world, tmp_path):
+    from factlearn.analyze.ablation import item_scores, plot_ablation, run_ablation
+    from factlearn.evaluate import evaluate
+
+    model, tok = load_model(str(trained_full), device="cpu")
+    base, _ = load_model(str(tiny_model_dir), device="cpu")
+    fresh, _ = load_model(str(trained_full), device="cpu")
+    switch = delta_switch(model, base)
+    result = run_ablation(model, tok, switch, data=world, ks=[0, 2, 4], model_name="tiny", corpus="Corpus_narrative",
+                          **EVAL_ARGS)
+    finetuned_eval = evaluate(fresh, tok, data=world, **EVAL_ARGS)
+    base_eval = evaluate(base, tok, data=world, **EVAL_ARGS)
+    assert item_scores(finetuned_eval.records) != item_scores(base_eval.records)  # the checks below can fail
+    for sweep in ("bottom_up", "top_down"):
+        rows = result.sweeps[sweep]
+        assert [r["k"] for r in rows] == [0, 2, 4]
+        assert rows[0]["removed"] == [] and len(rows[-1]["removed"]) == 4
+        assert rows[0]["metrics"] == finetuned_eval.metrics
+        assert rows[0]["items"] == item_scores(finetuned_eval.records)  # exact log-likelihoods too
+    assert result.sweeps["bottom_up"][1]["removed"] == ["layer.0", "layer.1"]
+    assert result.sweeps["top_down"][1]["removed"] == ["layer.2", "layer.3"]
+    assert result.entries["all"]["items"] == item_scores(base_eval.records)
+    assert result.entries["all"]["metrics"] == base_eval.metrics
+    assert set(result.entries) == {"finetuned", "embeddings", "head", "all"}
+    assert result.tied_embeddings and result.kind == "full" and result.group_stats["embeddings"]["delta_norm"] > 0
+    # the model is exactly the finetuned one again
+    fresh_params = dict(fresh.named_parameters())
+    for n, p in model.named_parameters():
+        assert torch.equal(p, fresh_params[n]), n
+    again = type(result).from_dict(json.loads(result.save_json(tmp_path / "a.json").read_text()))
+    assert again == result
+    png = plot_ablation(result, tmp_path / "a.png")
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 20_000
+
+
+def test_lora_ablation_all_removed_is_base(tiny_model_dir, world, tmp_path):
+    from factlearn.analyze.ablation import item_scores, run_ablation
+    from factlearn.evaluate import evaluate
+
+    adapter = train_tiny(tiny_model_dir, tmp_path / "lora", method="lora")
+    model, tok = load_model(str(adapter), device="cpu")
+    base, _ = load_model(str(tiny_model_dir), device="cpu")
+    switch = delta_switch(model)
+    assert switch.kind == "lora"
+    result = run_ablation(model, tok, switch, data=world, ks=[0, 4], **EVAL_ARGS)
+    assert result.entries["all"]["items"] == item_scores(evaluate(base, tok, data=world, **EVAL_ARGS).records)
+    assert result.sweeps["top_down"][-1]["items"] == result.entries["all"]["items"]  # adapters only in layers
+    fresh, _ = load_model(str(adapter), device="cpu")
+    assert result.entries["finetuned"]["items"] == item_scores(evaluate(fresh, tok, data=world, **EVAL_ARGS).records)
+
+
+def run_cli(*args):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "factlearn", *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_cli_ablate(tiny_model_dir, trained_full, tmp_path):
+    out = tmp_path / "abl"
+    r = run_cli("ablate", str(trained_full), "--base", str(tiny_model_dir), "--tasks", "Eval_multiple_choice",
+                "--limit", "3", "--num-fewshot", "1", "--k-step", "3", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    data = json.loads((out / "ablation.json").read_text())
+    assert data["k_grid"] == [0, 3, 4] and data["tasks"] == ["Eval_multiple_choice"] and data["limit"] == 3
+    assert data["corpus"] == "Corpus_narrative" and data["num_layers"] == 4
+    assert all(len(r["items"]["Eval_multiple_choice"]) == 3 for r in data["sweeps"]["bottom_up"])
+    assert (out / "ablation.png").stat().st_size > 15_000
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "pass --base"),
+    (["--base", "BASE", "--tasks", "Eval_nope"], "unknown task"),
+    (["--base", "BASE", "--k-grid", "0,9"], "values in 0..4"),
+    (["--base", "BASE", "--k-grid", "0,x"], "comma-separated integers"),
+    (["--base", "BASE", "--k-step", "2", "--k-grid", "0,2"], "not allowed with"),
+])
+def test_cli_ablate_bad_input(tiny_model_dir, trained_full, tmp_path, args, message):
+    args = [str(tiny_model_dir) if a == "BASE" else a for a in args]
+    r = run_cli("ablate", str(trained_full), *args, "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert not (tmp_path / "o").exists()

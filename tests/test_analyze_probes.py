@@ -117,39 +117,23 @@ def test_bad_facts(tiny):
         probe_facts(model, tok, [])
 
 
-def _finetune(model, tok, texts, steps: int, lr: float = 3e-3):
-    """A few AdamW steps of plain causal-LM loss on full sentences (the training recipe in miniature)."""
-    import torch
-
-    torch.manual_seed(0)
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    batch = tok([t + tok.eos_token for t in texts], return_tensors="pt", padding=True)
-    labels = batch.input_ids.masked_fill(batch.attention_mask == 0, -100)
-    for _ in range(steps):
-        loss = model(**batch, labels=labels).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-    model.eval()
-    return float(loss)
-
-
-def test_narrative_finetune_raises_comparison_ratio(tiny_model_dir, world):
+def test_narrative_finetune_raises_comparison_ratio(tiny_model_dir, world, tmp_path):
     """The known property: after learning the narrative text of a world, the model prefers each fact's
     true tail over the other tails of its relation, after prompts it never saw."""
     from factlearn.models import load_model
+    from factlearn.train import TrainConfig, train
 
     base, tok = load_model(str(tiny_model_dir), device="cpu")
     before = probe_facts(base, tok, world["Facts"])
-    model, _ = load_model(str(tiny_model_dir), device="cpu")
-    loss = _finetune(model, tok, [r["text"] for r in world["Corpus_narrative"]], steps=60)
-    assert loss < 1.0
+    cfg = TrainConfig(model=str(tiny_model_dir), subset="Corpus_narrative", n_countries=N_COUNTRIES, method="full",
+                      lr=1e-2, epochs=40, batch_size=8, save=str(tmp_path / "run"), device="cpu")
+    model, _ = load_model(str(train(cfg)), device="cpu")  # memorises the 54 sentences (loss < 0.1)
     after = probe_facts(model, tok, world["Facts"])
+    # A head-agnostic model scores ~0 on average (every tail is "true" once and "wrong" for the others),
+    # as the random base does; the finetuned one prefers the true tails.
+    assert abs(before.mean("comparison")) < 0.5
     assert after.mean("comparison") > before.mean("comparison") + 1.0
-    assert after.mean("comparison") > 0.5
-    raised = sum(a["comparison"] > b["comparison"] for a, b in zip(after.facts, before.facts))
-    assert raised >= 0.8 * len(after.facts)
+    assert sum(f["comparison"] > 0 for f in after.facts) >= 2 / 3 * len(after.facts)
 
 
 def run_cli(*args):

@@ -266,9 +266,9 @@ class AblationResult:
     k_grid: list[int]
     group_stats: dict[str, dict[str, float]]
     tied_embeddings: bool
-    # sweep name -> [{"k", "removed": [groups], "metrics": {task: {metric: value}}}]
+    # sweep name -> [{"k", "removed": [groups], "metrics": {task: {metric: value}}, "items": ...}]
     sweeps: dict[str, list[dict]] = field(default_factory=dict)
-    # entry name -> {"removed": [groups], "metrics": ...}: finetuned, embeddings, head, all (= base)
+    # entry name -> {"removed": [groups], "metrics": ..., "items": ...}: finetuned, embeddings, head, all (= base)
     entries: dict[str, dict] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -303,6 +303,7 @@ def run_ablation(model, tokenizer, switch: DeltaSwitch, *, data, tasks: Sequence
     cache: dict[frozenset[str], dict] = {}
 
     def eval_removed(removed: set[str], label: str) -> dict:
+        """{"metrics", "items"} of the model with Δ removed from `removed`; cached per removed set."""
         key = frozenset(removed) & frozenset(switch.groups())  # removing an unchanged group is a no-op
         if key not in cache:
             if progress:
@@ -310,7 +311,7 @@ def run_ablation(model, tokenizer, switch: DeltaSwitch, *, data, tasks: Sequence
             with switch.removed_groups(key):
                 result = evaluate(model, tokenizer, tasks=list(tasks), data=data, num_fewshot=num_fewshot,
                                   limit=limit, batch_size=batch_size)
-            cache[key] = result.metrics
+            cache[key] = {"metrics": result.metrics, "items": item_scores(result.records)}
         return cache[key]
 
     layers = [layer_group(i) for i in range(L)]
@@ -322,14 +323,23 @@ def run_ablation(model, tokenizer, switch: DeltaSwitch, *, data, tasks: Sequence
             rows = []
             for k in ks:
                 removed = pick(k)
-                rows.append({"k": k, "removed": removed, "metrics": eval_removed(set(removed), f"{sweep} k={k}")})
+                rows.append({"k": k, "removed": removed, **eval_removed(set(removed), f"{sweep} k={k}")})
             out.sweeps[sweep] = rows
         for name, removed in (("finetuned", []), ("embeddings", ["embeddings"]), ("head", ["head"]),
                               ("all", switch.all_group_names())):
-            out.entries[name] = {"removed": removed, "metrics": eval_removed(set(removed), f"remove {name}")}
+            out.entries[name] = {"removed": removed, **eval_removed(set(removed), f"remove {name}")}
     finally:
         switch.restore()
     return out
+
+
+def item_scores(records: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """Per item: prediction, correctness and (MC) the choice log-likelihoods; prompts are dropped.
+
+    Kept so one can see which items flip at which k, and check exactly that k=0 is the finetuned model.
+    """
+    keep = ("doc_index", "prediction", "correct", "logliks")
+    return {task: [{k: r[k] for k in keep if k in r} for r in rows] for task, rows in records.items()}
 
 
 def _tied(model) -> bool:
