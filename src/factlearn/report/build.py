@@ -108,7 +108,7 @@ def build_report(run_dir: str | Path) -> dict:
     results = collect_results(run_dir)
     results["figures"] = make_plots(results, run_dir)
     tasks = results["table"]["tasks"]
-    atomic_write_text(run_dir / "table.md", to_markdown(results["table"]["rows"], tasks))
+    atomic_write_text(run_dir / "table.md", to_markdown(results["table"]["rows"], tasks, results["run_config"]["num_fewshot"]))
     atomic_write_text(run_dir / "table.csv", to_csv(results["table"]["rows"], tasks))
     atomic_write_json(run_dir / "results.json", results)
     atomic_write_text(run_dir / "report.html", render_html(results, run_dir))

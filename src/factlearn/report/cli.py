@@ -6,6 +6,7 @@ Light at import: the grid, torch and transformers load inside the command functi
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -51,7 +52,7 @@ def run_command(args) -> int:
     cfg = load_run_config(profile, overrides)
     name = Path(profile).stem if profile.endswith((".yaml", ".yml")) else profile
     run_dir = Path(args.out or cfg.out or Path("runs") / name)
-    console = Console(stderr=True)
+    console = Console(file=sys.stderr)
     outcome = run_grid(cfg, run_dir, console=console, profile=name)
     print_summary(run_dir, outcome.seconds, len(outcome.executed), len(outcome.reused))
     return 0
@@ -74,12 +75,17 @@ def print_summary(run_dir: Path, seconds: float | None, executed: int | None, re
     from rich.console import Console
 
     from factlearn.report.progress import format_seconds
-    from factlearn.report.tables import to_rich
+    from factlearn.report.tables import to_markdown, to_rich
 
     results = results or json.loads((run_dir / "results.json").read_text())
     console = Console()
-    console.print(to_rich(results["table"]["rows"], results["table"]["tasks"],
-                          title=f"5-shot results ({run_dir})"))
+    if console.is_terminal:
+        console.print(to_rich(results["table"]["rows"], results["table"]["tasks"],
+                              title=f"{results['run_config']['num_fewshot']}-shot results ({run_dir})"))
+    else:  # piped or logged: the markdown table, unwrapped and easy to grep
+        console.print(to_markdown(results["table"]["rows"], results["table"]["tasks"],
+                                  results["run_config"]["num_fewshot"]), highlight=False, markup=False,
+                      soft_wrap=True)
     if results["missing_cells"]:
         console.print(f"{len(results['missing_cells'])} cell(s) not finished; rerun `factlearn run` to complete them.")
     if seconds is not None:

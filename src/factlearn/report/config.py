@@ -61,6 +61,9 @@ class RunConfig:
     methods: list[str] = field(default_factory=lambda: ["full"])
     recipes: dict[str, Recipe] = field(default_factory=lambda: {
         "full": Recipe("cpu_small"), "lora": Recipe("cpu_small", ["method=lora"])})
+    # Extra train overrides per corpus, after the recipe's: e.g. fewer epochs on the 5x larger
+    # referencing corpus so both corpora get a similar number of training tokens on a CPU budget.
+    corpus_overrides: dict[str, list[str]] = field(default_factory=dict)
     forgetting: ForgettingOptions = field(default_factory=ForgettingOptions)
     tasks: list[str] = field(default_factory=lambda: list(ALL_EVAL_TASKS))
     num_fewshot: int = 5
@@ -82,6 +85,7 @@ class RunConfig:
         _need_subset("tasks", self.tasks, ALL_EVAL_TASKS)
         _need_subset("analyses", self.analyses, ANALYSES, allow_empty=True)
         _need_subset("forgetting.corpora", self.forgetting.corpora, CORPORA, allow_empty=True)
+        _need_subset("corpus_overrides", list(self.corpus_overrides), CORPORA, allow_empty=True)
         _need_subset("forgetting.methods", self.forgetting.methods, METHODS, allow_empty=True)
         if self.forgetting.enabled:
             missing = [c for c in self.forgetting.corpora if c not in self.corpora]

@@ -152,7 +152,7 @@ def build_train_config(cfg: RunConfig, method: str, base: BaseModel, corpus: str
     from factlearn.train.config import TrainConfig
 
     recipe = cfg.recipes[method]
-    overrides = list(recipe.overrides) + [
+    overrides = list(recipe.overrides) + list(cfg.corpus_overrides.get(corpus, [])) + [
         f"model={base.path}", f"subset={corpus}", f"n_countries={cfg.n_countries}", f"data_seed={cfg.world_seed}",
         f"seed={seed}", f"method={method}", f"device={cfg.device}",
     ]
@@ -172,11 +172,24 @@ def _train_spec(train_cfg) -> dict:
     return d
 
 
+def check_world_fits(cfg: RunConfig, world: World) -> None:
+    """Fail before any training if a task's split is too small for the few-shot sampling."""
+    from factlearn.evaluate import get_tasks
+    from factlearn.evaluate.fewshot import check_num_fewshot
+
+    for task in get_tasks(sorted(set(cfg.tasks) | set(cfg.ablation.tasks))):
+        try:
+            check_num_fewshot(task, len(world.data[task.name]), cfg.num_fewshot)
+        except UserError as e:
+            raise UserError(f"{e} (or a world with more countries than n_countries={cfg.n_countries})") from None
+
+
 def plan_run(cfg: RunConfig, world: World | None = None) -> Plan:
     """All cells of the grid, in execution order, with cost predictions."""
     from factlearn.models import load_tokenizer
 
     world = world or make_world(cfg)
+    check_world_fits(cfg, world)
     device = _device(cfg.device)
     plan = Plan(cfg=cfg, world=world, models={}, cells=[])
     eval_spec = {"tasks": list(cfg.tasks), "num_fewshot": cfg.num_fewshot, "limit": cfg.eval_limit}

@@ -17,7 +17,7 @@ from factlearn.report.tables import column_title, format_value, metric_of
 
 EXPLAIN = {
     "scores": (
-        "Each bar is a 5-shot score on one task. QA asks the fact in the direction it was written, so it "
+        "Each bar is a few-shot score on one task. QA asks the fact in the direction it was written, so it "
         "rises when the model has memorised the sentences, whether or not it learned the fact. Multiple "
         "choice, reverse QA, indirect reasoning, 2-hop reasoning and the animal commonsense questions use "
         "the fact in a new form; they rise only if the fact itself was learned. The paper's finding: "
@@ -135,7 +135,7 @@ def render_html(results: dict, run_dir: Path) -> str:
                      "`factlearn run` command to complete them. The tables show what exists.</p>")
     parts += ["<h2>Results</h2>", results_table_html(results),
               "<p class=note>Rows: the base model and the models finetuned on each corpus (Table 1 of the paper: "
-              "narrative vs referencing; Table 3: with and without active forgetting). Scores are 5-shot, in "
+              "narrative vs referencing; Table 3: with and without active forgetting). Scores are few-shot (see above), in "
               "[0, 1]: accuracy for multiple choice, exact match for generative tasks; mean ± sample std over "
               "seeds when there are several.</p>"]
     by_kind: dict[str, list[dict]] = {}

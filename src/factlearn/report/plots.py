@@ -20,6 +20,7 @@ def plot_scores(results: dict, plots_dir: Path) -> list[dict]:
 
     plt = pyplot()
     tasks = results["table"]["tasks"]
+    shots = f"{results['run_config']['num_fewshot']}-shot"
     figures = []
     for model in dict.fromkeys(r["model"] for r in results["table"]["rows"]):
         rows = [r for r in results["table"]["rows"] if r["model"] == model]
@@ -34,13 +35,13 @@ def plot_scores(results: dict, plots_dir: Path) -> list[dict]:
         ax.set_xticks(range(len(tasks)))
         ax.set_xticklabels([f"{column_title(t)}\n{metric_of(t)}" for t in tasks], fontsize=8)
         ax.set_ylim(0, 1.02)
-        ax.set_ylabel("5-shot score")
-        ax.set_title(f"{model}: 5-shot scores by training corpus")
+        ax.set_ylabel(f"{shots} score")
+        ax.set_title(f"{model}: {shots} scores by training corpus")
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=8)
         path = save_figure(fig, plots_dir / f"scores_{_slug(model)}.png")
         figures.append({"file": str(path.relative_to(plots_dir.parent)), "kind": "scores",
-                        "title": f"5-shot scores: {model}"})
+                        "title": f"{shots} scores: {model}"})
     return figures
 
 

@@ -8,8 +8,10 @@ own ETA assumes uniform work units.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import defaultdict
+from typing import Callable
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
@@ -21,7 +23,8 @@ from factlearn.report.cells import Cell
 class Estimator:
     """Time-left bookkeeping over a list of cells with predicted costs."""
 
-    def __init__(self, cells: list[Cell]):
+    def __init__(self, cells: list[Cell], live: Callable[[], tuple[int, int] | None] | None = None):
+        self.live = live  # (units done, total) of the running cell when it can tell, e.g. training steps
         self.pending = {c.key: c for c in cells}
         self.predicted = defaultdict(float)  # kind -> predicted seconds of finished cells
         self.measured = defaultdict(float)  # kind -> measured seconds of finished cells
@@ -51,9 +54,26 @@ class Estimator:
         for cell in self.pending.values():
             expected = cell.est_seconds * self.ratio(cell.kind)
             if self.current is not None and cell.key == self.current.key:
-                expected = max(expected - (time.time() - self.current_started), 0.05 * expected)
+                elapsed = time.time() - self.current_started
+                done = self.live() if self.live else None
+                if done and done[0] >= 3 and done[1] > 0:  # measured pace of this very cell
+                    expected = elapsed * (done[1] - done[0]) / done[0]
+                else:
+                    expected = max(expected - elapsed, 0.05 * expected)
             left += expected
         return left
+
+
+class DetailColumn(ProgressColumn):
+    """`step 12/60` while a training cell runs (from the trainer's live log), else nothing."""
+
+    def __init__(self, estimator: Estimator):
+        super().__init__()
+        self.estimator = estimator
+
+    def render(self, task) -> Text:
+        done = self.estimator.live() if self.estimator.live and self.estimator.current else None
+        return Text(f"step {done[0]}/{done[1]}" if done else "", style="magenta")
 
 
 class EtaColumn(ProgressColumn):
@@ -83,14 +103,16 @@ def format_seconds(seconds: float) -> str:
 class RunProgress:
     """The run's progress bar plus one log line per finished cell (visible in logs and CI, too)."""
 
-    def __init__(self, cells: list[Cell], console: Console | None = None):
-        self.console = console or Console(stderr=True)
-        self.estimator = Estimator(cells)
+    def __init__(self, cells: list[Cell], console: Console | None = None,
+                 live: Callable[[], tuple[int, int] | None] | None = None):
+        self.console = console or Console(file=sys.stderr)
+        self.estimator = Estimator(cells, live)
         self.total = sum(c.est_seconds for c in cells) or 1.0
         self.count = len(cells)
         self.done = 0
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[counter]}"),
+            TextColumn("[bold]{task.description}"), DetailColumn(self.estimator), BarColumn(),
+            TextColumn("{task.fields[counter]}"),
             TimeElapsedColumn(), EtaColumn(self.estimator), console=self.console, transient=False,
         )
         self.task_id = None

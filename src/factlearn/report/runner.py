@@ -8,6 +8,7 @@ The run folder:
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,7 +54,8 @@ def run_grid(cfg: RunConfig, run_dir: str | Path, console: Console | None = None
     from factlearn.report.build import build_report
     from factlearn.report.steps import Executor
 
-    console = console or Console(stderr=True)
+    # A fixed file, not "whatever sys.stderr is": training redirects sys.stderr while it runs.
+    console = console or Console(file=sys.stderr)
     run_dir = Path(run_dir)
     started = time.time()
     outcome = RunOutcome(run_dir=run_dir)
@@ -66,7 +68,7 @@ def run_grid(cfg: RunConfig, run_dir: str | Path, console: Console | None = None
         save_world(plan.world, run_dir)
         write_plan(plan, run_dir)
         executor = Executor(plan, store)
-        with RunProgress(plan.cells, console=console) as progress:
+        with RunProgress(plan.cells, console=console, live=executor.live_fraction) as progress:
             executor.log = lambda text: progress.stage(text)
             for cell in plan.cells:
                 if store.is_done(cell.key):

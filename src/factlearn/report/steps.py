@@ -7,8 +7,10 @@ of one trained model run back to back), since loading costs seconds per cell on 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import math
 from pathlib import Path
 from typing import Any, Callable
 
@@ -39,6 +41,19 @@ class Executor:
         self.store = store
         self.log = log
         self._loaded: tuple[str, Any] | None = None  # (model location, (model, tokenizer))
+        self._live: tuple[Path, int] | None = None  # (live train log, total steps) of the running train cell
+
+    def live_fraction(self) -> tuple[int, int] | None:
+        """(steps done, total steps) of the training in progress, read from the trainer's live log."""
+        if self._live is None:
+            return None
+        path, total = self._live
+        try:
+            with open(path, "rb") as f:
+                done = sum(1 for line in f if b'"loss"' in line)
+        except OSError:
+            done = 0
+        return min(done, total), total
 
     def run(self, cell: Cell, folder: Path) -> dict:
         return getattr(self, f"_run_{cell.kind}")(cell, folder)
@@ -72,7 +87,18 @@ class Executor:
         if "first_pass" in cell.spec:  # active forgetting continues from the plain run's weights
             train_cfg.forget.from_model = str(self.store.path(cell.spec["first_pass"]) / TRAINED_SUBDIR)
         self._loaded = None  # training needs the memory
-        out = Path(train(train_cfg))
+        from factlearn.train.trainer import LIVE_LOG
+
+        rows = len(self.plan.world.data[train_cfg.subset])
+        steps = math.ceil(rows / (train_cfg.batch_size * train_cfg.grad_accum)) * train_cfg.epochs
+        self._live = (Path(train_cfg.save) / LIVE_LOG, steps)
+        # The trainer's own tqdm bar would fight the run's progress display; keep it (and any warnings)
+        # in the cell folder instead. tqdm picks up sys.stderr when the bar is created.
+        try:
+            with open(folder / "train_stderr.txt", "w") as err, contextlib.redirect_stderr(err):
+                out = Path(train(train_cfg))
+        finally:
+            self._live = None
         write_curve_log(out / "train_log.jsonl", folder / CURVE_LOG,
                         Path(train_cfg.forget.from_model) / "train_log.jsonl" if "first_pass" in cell.spec else None)
         summary_file = out / "train_summary.json"

@@ -70,7 +70,7 @@ def format_value(v: dict) -> str:
     return f"{v['mean']:.3f} ± {v['std']:.3f}" if v["std"] is not None else f"{v['mean']:.3f}"
 
 
-def to_markdown(rows: list[dict], tasks: list[str]) -> str:
+def to_markdown(rows: list[dict], tasks: list[str], num_fewshot: int = 5) -> str:
     """A GitHub-markdown table, one line per row, with a note on metrics and seeds."""
     head = ["model", "method", "trained on"] + [column_title(t) for t in tasks]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * len(tasks)) + "|"]
@@ -79,7 +79,7 @@ def to_markdown(rows: list[dict], tasks: list[str]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     n_seeds = max((len(r["seeds"]) for r in rows), default=0)
     metrics = ", ".join(f"{column_title(t)} = {t} {metric_of(t)}" for t in tasks)
-    note = f"\n5-shot scores in [0, 1]; {metrics}."
+    note = f"\n{num_fewshot}-shot scores in [0, 1]; {metrics}."
     if n_seeds > 1:
         note += f" Trained rows: mean ± sample std over {n_seeds} seeds."
     return "\n".join(lines) + "\n" + note + "\n"

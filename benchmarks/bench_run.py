@@ -1,0 +1,74 @@
+"""Benchmark: wall time of `factlearn run` (default profile, embedded SmolLM2-135M) per stage, vs the
+15-minute target on 2 CPU cores.
+
+    python benchmarks/bench_run.py                 # fresh run of the default profile
+    python benchmarks/bench_run.py eval_limit=12   # with overrides
+    python benchmarks/bench_run.py --tiny          # smoke mode: the tiny random model, seconds
+
+Prints seconds per stage (sum of cell times by kind: train, eval, probe, ablate), planning + report
+overhead, the total, and the ratio to the target. The CPU may be shared: the load average at start
+and end is printed so contention is visible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TARGET_SECONDS = 15 * 60
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("overrides", nargs="*", help="run config overrides (key=value)")
+    parser.add_argument("--profile", default="default")
+    parser.add_argument("--out", default=None, help="run folder (default: a fresh temp folder, removed after)")
+    parser.add_argument("--tiny", action="store_true", help="smoke mode on the tiny random model")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    from factlearn.report.config import load_run_config
+    from factlearn.report.runner import run_grid
+
+    overrides = list(args.overrides)
+    tmp = Path(tempfile.mkdtemp(prefix="bench_run_"))
+    if args.tiny:
+        from factlearn.testing import make_tiny_model
+
+        overrides = [f"models=[{make_tiny_model(tmp / 'tiny')}]", "n_countries=2", *overrides]
+    out = Path(args.out) if args.out else tmp / "run"
+    if out.exists():
+        shutil.rmtree(out)
+    cfg = load_run_config(args.profile, overrides)
+    load_start = os.getloadavg()
+    started = time.time()
+    outcome = run_grid(cfg, out, profile=args.profile)
+    total = time.time() - started
+    load_end = os.getloadavg()
+    results = json.loads((out / "results.json").read_text())
+    by_kind = results["timings"]["cell_seconds_by_kind"]
+    print(f"\nfactlearn run benchmark: profile {args.profile} {' '.join(overrides)}")
+    print(f"cores: {os.cpu_count()}, load average at start {load_start[0]:.2f}, at end {load_end[0]:.2f}")
+    for kind in ("train", "eval", "probe", "ablate"):
+        if kind in by_kind:
+            cells = [c for c in results["cells"] if c["kind"] == kind]
+            print(f"  {kind:<8} {by_kind[kind]:7.1f} s  ({len(cells)} cells, predicted "
+                  f"{sum(c['est_seconds'] for c in cells):.0f} s)")
+    overhead = total - sum(by_kind.values())
+    print(f"  {'overhead':<8} {overhead:7.1f} s  (planning, world, report)")
+    print(f"total {total:.1f} s = {total / 60:.2f} min; target {TARGET_SECONDS / 60:.0f} min; "
+          f"ratio {total / TARGET_SECONDS:.2f} ({'OK' if total <= TARGET_SECONDS else 'OVER'})")
+    print((out / "table.md").read_text())
+    if not args.out:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0 if outcome.executed or outcome.reused else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

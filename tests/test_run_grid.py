@@ -1,0 +1,184 @@
+"""`factlearn run` end to end on the tiny model and a 2-country world: report files, table shape and
+values, resume after SIGKILL without redoing finished cells, and invalidation of only affected cells."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from factlearn.report.config import load_run_config
+from factlearn.report.runner import run_grid
+
+TASKS = ["Eval_QA", "Eval_multiple_choice", "Eval_reverse", "Eval_indirect_reasoning", "Eval_2hop_reasoning",
+         "Eval_2hop_reasoning_raw", "Eval_animal_commonsense"]
+
+
+def tiny_overrides(model_dir: Path) -> list[str]:
+    """A grid that keeps every stage but takes seconds on the tiny model."""
+    return [f"models=[{model_dir}]", "n_countries=2", "seeds=[1]", "num_fewshot=1", "eval_limit=3",
+            "recipes.full.overrides=[epochs=2,batch_size=8,lr=1e-3]", "corpus_overrides.Corpus_referencing=[epochs=1]", "ablation.limit=2", "ablation.points=2",
+            "eval_batch_size=8"]
+
+
+def write_config(path: Path, model_dir: Path, extra: list[str] = ()) -> Path:
+    from factlearn.config import to_yaml
+
+    path.write_text(to_yaml(load_run_config("default", tiny_overrides(model_dir) + list(extra))))
+    return path
+
+
+def done_markers(run_dir: Path) -> dict[str, int]:
+    return {p.parent.name: p.stat().st_mtime_ns for p in (run_dir / "cells").glob("*/done.json")}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_model_dir, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run") / "out"
+    cfg = load_run_config("default", tiny_overrides(tiny_model_dir))
+    outcome = run_grid(cfg, run_dir, profile="test")
+    return run_dir, outcome, cfg
+
+
+def test_grid_writes_every_report_file(tiny_run):
+    run_dir, outcome, _ = tiny_run
+    for name in ("results.json", "table.md", "table.csv", "report.html", "run_config.yaml", "plan.json"):
+        assert (run_dir / name).is_file(), name
+    results = json.loads((run_dir / "results.json").read_text())
+    kinds = [c["kind"] for c in results["cells"]]
+    # base + narrative + referencing + narrative+forgetting: 3 trainings, 4 evals and probes, 2 ablations
+    assert kinds.count("train") == 3 and kinds.count("eval") == 4 and kinds.count("probe") == 4
+    assert kinds.count("ablate") == 2
+    assert not results["missing_cells"] and len(outcome.executed) == len(kinds) and not outcome.reused
+    assert results["versions"]["torch"] and results["versions"]["transformers"] and results["versions"]["peft"]
+    assert results["run_config"]["n_countries"] == 2
+    trains = {t["condition"]: t for t in results["training"]}
+    assert set(trains) == {"narrative", "referencing", "narrative+forgetting"}
+    assert trains["narrative+forgetting"]["config"]["forget"]["start_layer"] == 1  # a third of 4 layers
+    assert all(t["summary"]["steps"] > 0 for t in trains.values())
+    plots = sorted(p.name for p in (run_dir / "plots").glob("*.png"))
+    assert any(p.startswith("scores_") for p in plots) and any(p.startswith("probes_") for p in plots)
+    assert sum(p.startswith("ablation_") for p in plots) == 2 and sum(p.startswith("curve_") for p in plots) == 3
+
+
+def test_table_shape_and_values_match_results(tiny_run):
+    run_dir, _, _ = tiny_run
+    results = json.loads((run_dir / "results.json").read_text())
+    with open(run_dir / "table.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["condition"] for r in rows] == ["base", "narrative", "referencing", "narrative+forgetting"]
+    assert set(TASKS) <= set(rows[0]) and len(rows[0]) == 4 + 2 * len(TASKS)
+    evals = {e["condition"]: e for e in results["evaluations"]}
+    for row in rows:
+        for task in TASKS:
+            value = float(row[task])
+            assert 0.0 <= value <= 1.0
+            metric = "acc" if task in ("Eval_multiple_choice", "Eval_2hop_reasoning") else "exact_match"
+            assert value == pytest.approx(evals[row["condition"]]["metrics"][task][metric], abs=1e-6)
+            assert row[f"{task}_std"] == ""  # one seed: no std
+    md_lines = [l for l in (run_dir / "table.md").read_text().splitlines() if l.startswith("|")]
+    assert len(md_lines) == 2 + 4 and all(l.count("|") == 3 + len(TASKS) + 1 for l in md_lines)
+    # every eval really ran the limited number of items per task
+    sizes = {t: len((run_dir / "data" / f"{t}.jsonl").read_text().splitlines()) for t in TASKS}
+    assert all(n == min(3, sizes[t]) for e in results["evaluations"] for t, n in e["items"].items())
+
+
+def test_report_html_is_self_contained(tiny_run):
+    run_dir, _, _ = tiny_run
+    page = (run_dir / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == len(list((run_dir / "plots").glob("*.png")))
+    assert 'src="http' not in page and "<link" not in page
+    import html
+
+    from factlearn.analyze.probes import ANIMAL_TEMPLATES, CAPITAL_TEMPLATES
+
+    assert all(html.escape(t) in page for t in CAPITAL_TEMPLATES + ANIMAL_TEMPLATES)
+    assert "co-occur" in page and "negation" in page
+
+
+def test_report_command_rebuilds_without_computing(tiny_run):
+    run_dir, _, _ = tiny_run
+    before = done_markers(run_dir)
+    for name in ("report.html", "table.md", "results.json"):
+        (run_dir / name).unlink()
+    proc = subprocess.run([sys.executable, "-m", "factlearn", "report", str(run_dir)], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert "narrative+forgetting" in proc.stdout  # the table is printed
+    assert (run_dir / "report.html").is_file() and (run_dir / "table.md").is_file()
+    assert done_markers(run_dir) == before
+    bad = subprocess.run([sys.executable, "-m", "factlearn", "report", str(run_dir / "nope")], capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 2 and "not a factlearn run folder" in bad.stderr
+
+
+def test_changed_setting_recomputes_only_affected_cells(tiny_run, tmp_path):
+    import shutil
+
+    from factlearn.report.grid import plan_run
+
+    run_dir, first, cfg = tiny_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    kinds = {c["key"]: c["kind"] for c in json.loads((copy / "plan.json").read_text())["cells"]}
+    base = tiny_overrides(Path(cfg.models[0]))
+    # executed for real: a new eval limit recomputes the eval cells only
+    outcome = run_grid(load_run_config("default", base + ["eval_limit=2"]), copy, profile="test")
+    assert sorted(kinds.get(k, k.split("-")[0]) for k in outcome.executed) == ["eval"] * 4
+    assert {kinds[k] for k in outcome.reused} == {"train", "probe", "ablate"}
+    assert all(n <= 2 for e in json.loads((copy / "results.json").read_text())["evaluations"]
+               for n in e["items"].values())
+
+    # planned only (keys decide what reruns): which cells each change invalidates
+    def new_cells(extra: list[str]) -> list[str]:
+        plan = plan_run(load_run_config("default", base + extra))
+        return sorted(c.kind + ("/base" if c.labels["method"] == "base" else "") for c in plan.cells
+                      if c.key not in kinds)
+
+    assert new_cells([]) == []
+    assert new_cells(["ablation.limit=3"]) == ["ablate", "ablate"]
+    assert new_cells(["corpus_overrides.Corpus_referencing=[epochs=2]"]) == ["ablate", "eval", "probe", "train"]
+    # a new narrative recipe retrains narrative, its forgetting continuation and all their downstream cells
+    assert new_cells(["recipes.full.overrides=[epochs=2,batch_size=8,lr=2e-3]"]) == sorted(
+        ["train"] * 3 + ["eval"] * 3 + ["probe"] * 3 + ["ablate"] * 2)
+    assert new_cells(["forgetting.start_layer=2"]) == ["eval", "probe", "train"]
+    assert "eval/base" in new_cells(["world_seed=1"])  # a new world changes every cell
+
+
+def test_killed_run_resumes_without_redoing_finished_cells(tiny_model_dir, tmp_path):
+    # a short grid: base eval, narrative training, its eval
+    config = write_config(tmp_path / "tiny.yaml", tiny_model_dir, [
+        "corpora=[Corpus_narrative]", "forgetting.enabled=false", "analyses=[]",
+        "tasks=[Eval_QA,Eval_multiple_choice]"])
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "factlearn", "run", str(config), "--out", str(run_dir)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 240
+    while not done_markers(run_dir) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    finished = done_markers(run_dir)
+    plan = json.loads((run_dir / "plan.json").read_text())
+    assert finished, "no cell finished before the kill"
+    assert len(finished) < len(plan["cells"]), "the run finished before it could be killed"
+    assert not (run_dir / "results.json").exists()
+
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    after = done_markers(run_dir)
+    assert len(after) == len(plan["cells"])
+    assert all(after[k] == mtime for k, mtime in finished.items())  # finished cells were not rewritten
+    invocation = json.loads((run_dir / "last_invocation.json").read_text())
+    assert set(invocation["reused"]) == set(finished)
+    assert set(invocation["executed"]) == set(after) - set(finished)
+    leftovers = [p.name for p in (run_dir / "cells").iterdir() if p.name.startswith(".")]
+    assert leftovers == []
