@@ -135,6 +135,20 @@ def train_tiny(tiny_model_dir, save, method="full"):
     return train(cfg)
 
 
+def assert_same_items(got: dict, want: dict) -> None:
+    """Same predictions and correctness per item; log-likelihoods equal up to float32 rounding.
+
+    Weights are compared bit for bit elsewhere; the CPU matmul kernels may round differently for
+    equal weights held in differently aligned memory (seen with a peft-wrapped model), ~1e-7.
+    """
+    assert got.keys() == want.keys()
+    for task in want:
+        assert len(got[task]) == len(want[task])
+        for g, w in zip(got[task], want[task]):
+            assert {k: v for k, v in g.items() if k != "logliks"} == {k: v for k, v in w.items() if k != "logliks"}
+            assert g.get("logliks", []) == pytest.approx(w.get("logliks", []), abs=1e-5)
+
+
 @pytest.fixture(scope="module")
 def world():
     from factlearn.data import load_cca
@@ -165,10 +179,10 @@ def test_sweep_ends_are_finetuned_and_base_exactly(tiny_model_dir, trained_full,
         assert [r["k"] for r in rows] == [0, 2, 4]
         assert rows[0]["removed"] == [] and len(rows[-1]["removed"]) == 4
         assert rows[0]["metrics"] == finetuned_eval.metrics
-        assert rows[0]["items"] == item_scores(finetuned_eval.records)  # exact log-likelihoods too
+        assert_same_items(rows[0]["items"], item_scores(finetuned_eval.records))
     assert result.sweeps["bottom_up"][1]["removed"] == ["layer.0", "layer.1"]
     assert result.sweeps["top_down"][1]["removed"] == ["layer.2", "layer.3"]
-    assert result.entries["all"]["items"] == item_scores(base_eval.records)
+    assert_same_items(result.entries["all"]["items"], item_scores(base_eval.records))
     assert result.entries["all"]["metrics"] == base_eval.metrics
     assert set(result.entries) == {"finetuned", "embeddings", "head", "all"}
     assert result.tied_embeddings and result.kind == "full" and result.group_stats["embeddings"]["delta_norm"] > 0
@@ -192,10 +206,12 @@ def test_lora_ablation_all_removed_is_base(tiny_model_dir, world, tmp_path):
     switch = delta_switch(model)
     assert switch.kind == "lora"
     result = run_ablation(model, tok, switch, data=world, ks=[0, 4], **EVAL_ARGS)
-    assert result.entries["all"]["items"] == item_scores(evaluate(base, tok, data=world, **EVAL_ARGS).records)
+    assert_same_items(result.entries["all"]["items"], item_scores(evaluate(base, tok, data=world, **EVAL_ARGS).records))
     assert result.sweeps["top_down"][-1]["items"] == result.entries["all"]["items"]  # adapters only in layers
     fresh, _ = load_model(str(adapter), device="cpu")
-    assert result.entries["finetuned"]["items"] == item_scores(evaluate(fresh, tok, data=world, **EVAL_ARGS).records)
+    finetuned_eval = evaluate(fresh, tok, data=world, **EVAL_ARGS)
+    assert_same_items(result.entries["finetuned"]["items"], item_scores(finetuned_eval.records))
+    assert result.entries["finetuned"]["items"] != result.entries["all"]["items"]  # the adapter changed something
 
 
 def run_cli(*args):
