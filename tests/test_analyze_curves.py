@@ -123,3 +123,21 @@ def test_cli_curves_bad_input(tmp_path, content):
     assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("factlearn: error:")
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "curves.png").exists()
+
+
+def test_real_training_log_with_forgetting_and_eval(tiny_model_dir, tmp_path):
+    """The trainer's own log (forgetting after epoch 1, eval-in-the-loop) parses and plots."""
+    from factlearn.train import TrainConfig, train
+
+    cfg = TrainConfig(model=str(tiny_model_dir), subset="Corpus_narrative", n_countries=2, lr=3e-3, epochs=2,
+                      batch_size=12, save=str(tmp_path / "run"), device="cpu", eval_every=2,
+                      eval_tasks=["Eval_multiple_choice"], eval_limit=2)
+    cfg.forget.start_layer, cfg.forget.at_epoch = 2, 1
+    out = train(cfg)
+    log = read_train_log(out / "train_log.jsonl")
+    assert len(log.resets) == 1 and log.resets[0]["forget_start_layer"] == 2
+    assert log.steps[0]["x"] < log.resets[0]["x"] < log.steps[-1]["x"]
+    assert choose_metrics(log, None) == ["Eval_multiple_choice/acc"] and len(log.evals) >= 2
+    r = run_cli("curves", str(out))
+    assert r.returncode == 0, r.stderr
+    assert (out / "curves.png").stat().st_size > 20_000
