@@ -122,7 +122,10 @@ def run_eval(args: argparse.Namespace) -> int:
     path = save_results(result, out, extra_config={
         "model": args.model, "adapter": args.adapter, "data": source, "n_countries": n_countries, "seed": seed,
         "device": str(next(model.parameters()).device), "dtype": str(next(model.parameters()).dtype)})
-    Console().print(results_table(result, title=f"factlearn eval ({result.timing['total']:.1f} s)"))
+    stdout = Console()
+    if not stdout.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
+        stdout = Console(width=120)
+    stdout.print(results_table(result, title=f"factlearn eval ({result.timing['total']:.1f} s)"))
     console.print(f"wrote {path} and {out / 'records'}/")
     return 0
 
