@@ -52,6 +52,7 @@ def collect_results(run_dir: str | Path) -> dict:
                  "versions": versions(), "cells": [], "evaluations": [], "probes": [], "ablations": [],
                  "training": []}
     stage_seconds: dict[str, float] = {}
+    stage_cpu: dict[str, float] = {}
     for cell in plan["cells"]:
         key, kind, labels = cell["key"], cell["kind"], cell["labels"]
         done = store.is_done(key)
@@ -59,8 +60,9 @@ def collect_results(run_dir: str | Path) -> dict:
                  "est_seconds": cell["est_seconds"]}
         if done:
             info = store.info(key)
-            entry["seconds"] = info["seconds"]
+            entry["seconds"], entry["cpu_seconds"] = info["seconds"], info.get("cpu_seconds")
             stage_seconds[kind] = stage_seconds.get(kind, 0.0) + info["seconds"]
+            stage_cpu[kind] = stage_cpu.get(kind, 0.0) + (info.get("cpu_seconds") or 0.0)
             result = store.result(key)
             record = {**labels, "key": key}
             if kind == "eval":
@@ -76,6 +78,7 @@ def collect_results(run_dir: str | Path) -> dict:
     tasks = ordered_tasks(plan["run_config"]["tasks"])
     out["table"] = {"tasks": tasks, "rows": table_rows(out["evaluations"], tasks)}
     out["timings"] = {"cell_seconds_by_kind": stage_seconds, "cell_seconds_total": sum(stage_seconds.values()),
+                      "cell_cpu_seconds_by_kind": stage_cpu,
                       "last_invocation": invocation}
     out["missing_cells"] = [c["key"] for c in out["cells"] if not c["done"]]
     return out

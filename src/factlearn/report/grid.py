@@ -200,8 +200,9 @@ def plan_run(cfg: RunConfig, world: World | None = None) -> Plan:
         tokenizer = load_tokenizer(base.path)
         items = _eval_items(cfg, world, tokenizer, list(cfg.tasks), cfg.eval_limit)
         eval_cost = estimate.eval_seconds(base.size, items, cfg.eval_batch_size, device)
-        probe_cost = base.size.load_seconds + estimate.eval_seconds(
-            base.size, {"probe": (world.spec["n_countries"] * 2 * 4, 20.0, False)}, 64, device) / 4
+        n = len(world.data["Facts"]) // 2  # probes: 2n facts x ~3.5 templates x (n tails + 1 negated) prompts
+        probe_cost = estimate.eval_seconds(base.size, {"probe": (int(2 * n * 3.5 * (n + 1)), 20.0, True)},
+                                           cfg.eval_batch_size, device)
         abl_items = _eval_items(cfg, world, tokenizer, list(cfg.ablation.tasks), cfg.ablation.limit)
         ks = ablation_ks(cfg, base.size.num_layers)
         abl_cost = (2 * len(ks) + 2) * (
