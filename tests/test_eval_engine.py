@@ -131,3 +131,19 @@ def test_registering_a_new_task_needs_no_engine_change(tiny):
         assert " " not in recs[0]["prediction"]  # its own stop string was used
     finally:
         TASKS.pop("Capital_cloze")
+
+
+def test_evaluate_runs_on_a_peft_model(tiny):
+    """Eval-in-the-loop sees peft models; a fresh LoRA (B = 0) must give the base model's answers."""
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    model, tok = tiny
+    kwargs = dict(tasks=["Eval_QA", "Eval_multiple_choice"], data=cca_like(), num_fewshot=2, limit=3, batch_size=2)
+    base = evaluate(model, tok, **kwargs)
+    lora = evaluate(get_peft_model(copy.deepcopy(model), LoraConfig(r=4, target_modules=["q_proj", "v_proj"])),
+                    tok, **kwargs)
+    assert [r["prediction"] for r in lora.records["Eval_QA"]] == [r["prediction"] for r in base.records["Eval_QA"]]
+    for a, b in zip(lora.records["Eval_multiple_choice"], base.records["Eval_multiple_choice"]):
+        assert a["logliks"] == pytest.approx(b["logliks"], abs=1e-5)

@@ -105,7 +105,7 @@ def run_eval(args: argparse.Namespace) -> int:
     get_tasks(args.tasks)  # fail on a task name before touching model or data
     if not (args.model and (Path(args.model) / "adapter_config.json").is_file()):
         resolve_model_path(args.model)  # a folder without weights fails here, in a second
-    run_config = _run_config(args.model)
+    run_config = _run_config(args.adapter) or _run_config(args.model)
     tasks, dataset, (source, n_countries, seed) = _load_checked(args, run_config)
 
     from rich.console import Console
