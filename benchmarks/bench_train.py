@@ -1,0 +1,188 @@
+"""Benchmark: factlearn's trainer vs the original's recipe (HF Trainer) on SmolLM2 + the narrative corpus.
+
+    .venv/bin/python benchmarks/bench_train.py --steps 6          # quick
+    .venv/bin/python benchmarks/bench_train.py --steps 30 --method lora
+
+Both trainers get the same rows (steps x batch rows of Corpus_narrative, 6-country world), the same
+steps, seed, lr schedule and fp32 on CPU. The reference is run as the original runs it: HF Trainer,
+DataCollatorForLanguageModeling padding to a multiple of 8, gradient checkpointing on. Each trainer
+runs in its own subprocess so that peak memory (ru_maxrss) is its own. Throughput counts real
+(non-pad) tokens only, timed over the training loop (model loading excluded). FLOP/s uses 6 x
+parameters x tokens against a measured fp32 matmul peak. Targets: >= 1.5x the reference, >= 75% of
+peak, final loss matched, peak memory of a SmolLM2 full finetune <= 3 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def corpus_rows(steps: int, batch: int, seed: int) -> list[str]:
+    """steps x batch narrative rows (cycled if the corpus is smaller), in a seeded order."""
+    from factlearn.data import load_text_corpus
+
+    texts = list(load_text_corpus("Corpus_narrative", n_countries=6, seed=0)["text"])
+    random.Random(seed).shuffle(texts)
+    need = steps * batch
+    return [texts[i % len(texts)] for i in range(need)]
+
+
+def matmul_peak_gflops(n: int = 1024, seconds: float = 3.0) -> float:
+    """Best fp32 GFLOP/s of repeated n x n matmuls on this process's threads."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    best, end = 0.0, time.time() + seconds
+    while time.time() < end:
+        t0 = time.perf_counter()
+        for _ in range(5):
+            a @ b
+        best = max(best, 5 * 2 * n**3 / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def mean_token_loss(model, tok, rows: list[str], batch: int = 8) -> float:
+    """Loss of the final model on every training row, the same way for both trainers.
+
+    Per-step losses are not comparable (each trainer groups rows into batches differently); the
+    final model on the same rows is.
+    """
+    import torch
+
+    from factlearn.train.data import collate
+    from factlearn.train.trainer import causal_lm_loss_module
+
+    loss, ids = causal_lm_loss_module(model).eval(), tok(rows, truncation=True, max_length=1024)["input_ids"]
+    total = sum(len(r) - 1 for r in ids)
+    with torch.no_grad():
+        summed = sum(float(loss(*collate(ids[i:i + batch], tok.pad_token_id))) for i in range(0, len(ids), batch))
+    return summed / total
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def run_ours(rows: list[str], args, work: Path) -> dict:
+    from factlearn.train import load_train_config, train
+
+    corpus = work / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"text": t}) + "\n" for t in rows))
+    overrides = [f"subset={corpus}", f"save={work / 'ours'}", "epochs=1", f"batch_size={args.batch}",
+                 f"seed={args.seed}", f"lr={args.lr}", f"method={args.method}", "dtype=fp32", "overwrite=true"]
+    out = train(load_train_config("cpu_small", overrides))
+    rss = peak_rss_gb()  # the whole run: load, train, save
+    summary = json.loads((out / "train_summary.json").read_text())
+    losses = [json.loads(line)["loss"] for line in (out / "train_log.jsonl").read_text().splitlines() if '"loss"' in line]
+    from factlearn.models import load_model
+
+    model, tok = load_model(str(out), device="cpu", dtype="fp32")
+    return {"seconds": summary["train_seconds"], "losses": losses, "peak_rss_gb": rss,
+            "final_model_loss": mean_token_loss(model, tok, rows)}
+
+
+def run_reference(rows: list[str], args, work: Path) -> dict:
+    """The original's recipe: HF Trainer, pad to multiple of 8, gradient checkpointing on."""
+    import datasets
+    from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
+
+    from factlearn.models import load_model
+
+    model, tok = load_model(None, device="cpu", dtype="fp32", trainable=True)
+    if args.method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=64, lora_alpha=16, lora_dropout=0.0, use_rslora=True, task_type="CAUSAL_LM",
+                                                 target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+    ds = datasets.Dataset.from_dict({"text": rows}).map(
+        lambda b: tok(b["text"], truncation=True, max_length=1024), batched=True, remove_columns=["text"])
+    targs = TrainingArguments(
+        output_dir=str(work / "reference"), per_device_train_batch_size=args.batch, gradient_accumulation_steps=1,
+        learning_rate=args.lr, num_train_epochs=1, lr_scheduler_type="linear", warmup_steps=0.1, max_grad_norm=1.0,
+        weight_decay=0.0, seed=args.seed, gradient_checkpointing=True, bf16=False, use_cpu=True, logging_steps=1,
+        save_strategy="no", report_to=[], disable_tqdm=True, dataloader_num_workers=0)
+    trainer = Trainer(model=model, args=targs, train_dataset=ds,
+                      data_collator=DataCollatorForLanguageModeling(tok, mlm=False, pad_to_multiple_of=8))
+    t0 = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - t0
+    rss = peak_rss_gb()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return {"seconds": seconds, "losses": losses, "peak_rss_gb": rss,
+            "final_model_loss": mean_token_loss(trainer.model, tok, rows)}
+
+
+def child(args) -> None:
+    """One trainer in this process; prints one JSON line."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from factlearn.models import load_tokenizer
+
+    rows = corpus_rows(args.steps, args.batch, args.seed)
+    tokens = sum(len(ids) for ids in load_tokenizer(None)(rows, truncation=True, max_length=1024)["input_ids"])
+    with tempfile.TemporaryDirectory() as tmp:
+        result = (run_ours if args.only == "ours" else run_reference)(rows, args, Path(tmp))
+    result.update(tokens=tokens)
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def spawn(which: str, args) -> dict:
+    cmd = [sys.executable, __file__, "--only", which, "--steps", str(args.steps), "--batch", str(args.batch),
+           "--lr", str(args.lr), "--seed", str(args.seed), "--threads", str(args.threads), "--method", args.method]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+    if out.returncode or not lines:
+        sys.exit(f"{which} run failed:\n{out.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--method", choices=["full", "lora"], default="full")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--only", choices=["ours", "reference"], help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.only:
+        return child(args)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    peak = matmul_peak_gflops()
+    from factlearn.models import load_model
+
+    model, _ = load_model(None, device="cpu", dtype="fp32")
+    n_params = sum(p.numel() for p in model.parameters())
+    del model
+    print(f"SmolLM2-135M ({n_params / 1e6:.1f}M params), {args.method} finetune, {args.steps} steps x batch {args.batch}, "
+          f"fp32, {args.threads} threads; fp32 matmul peak {peak:.1f} GFLOP/s")
+    results = {which: spawn(which, args) for which in ("reference", "ours")}
+    for which, r in results.items():
+        tok_s = r["tokens"] / r["seconds"]
+        gflops = 6 * n_params * tok_s / 1e9
+        print(f"{which:>9}: {tok_s:7.1f} tokens/s  {r['seconds']:6.1f} s  {gflops:5.1f} GFLOP/s ({100 * gflops / peak:4.1f}% of peak)"
+              f"  last-step loss {r['losses'][-1]:.3f}  final model on all rows {r['final_model_loss']:.3f}"
+              f"  peak RSS {r['peak_rss_gb']:.2f} GB")
+    ratio = (results["ours"]["tokens"] / results["ours"]["seconds"]) / (results["reference"]["tokens"] / results["reference"]["seconds"])
+    print(f"speed-up: {ratio:.2f}x (target >= 1.5x); tokens per run: {results['ours']['tokens']}")
+
+
+if __name__ == "__main__":
+    main()
