@@ -60,10 +60,10 @@ def run_grid(cfg: RunConfig, run_dir: str | Path, console: Console | None = None
     started = time.time()
     outcome = RunOutcome(run_dir=run_dir)
     store = CellStore(run_dir)
+    console.print(f"factlearn run: planning {profile or 'custom'} grid in {run_dir}", highlight=False)
+    plan = plan_run(cfg)  # read-only: a bad model or config fails here, before the folder is touched
     with store.lock():
         store.remove_stale_temps()
-        console.print(f"factlearn run: planning {profile or 'custom'} grid in {run_dir}", highlight=False)
-        plan = plan_run(cfg)
         save_config(cfg, run_dir / "run_config.yaml")
         save_world(plan.world, run_dir)
         write_plan(plan, run_dir)
