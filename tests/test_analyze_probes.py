@@ -104,6 +104,23 @@ def test_result_roundtrip_and_plot(tiny, world, tmp_path):
         plot_probes([result], tmp_path / "x.png", group="nope")
 
 
+def test_wrong_tail_sample(tiny, world):
+    from factlearn.analyze.probes import wrong_tails
+
+    tails = ["a", "b", "c", "d", "e"]
+    picked = wrong_tails(tails, "c", 2)
+    assert len(picked) == 2 and "c" not in picked and picked == wrong_tails(tails, "c", 2)
+    assert wrong_tails(tails, "c", None) == wrong_tails(tails, "c", 9) == ["a", "b", "d", "e"]
+    model, tok = tiny
+    full = probe_facts(model, tok, world["Facts"])
+    one = probe_facts(model, tok, world["Facts"], max_wrong=1)
+    assert one.max_wrong == 1 and full.max_wrong is None
+    assert [f["negation"] for f in one.facts] == pytest.approx([f["negation"] for f in full.facts], abs=1e-4)
+    assert [f["comparison"] for f in one.facts] != pytest.approx([f["comparison"] for f in full.facts])
+    with pytest.raises(UserError, match="max_wrong"):
+        probe_facts(model, tok, world["Facts"], max_wrong=0)
+
+
 def test_bad_facts(tiny):
     model, tok = tiny
     with pytest.raises(UserError, match="no probe templates for relation"):

@@ -38,6 +38,8 @@ def _register_probe(sub) -> None:
     p.add_argument("model", help="model spec: a training output folder, an HF folder, an alias, a .gguf file")
     p.add_argument("--adapter", default=None, help="a LoRA adapter folder to put on MODEL")
     _world_flags(p)
+    p.add_argument("--max-wrong", type=int, default=None, metavar="N",
+                   help="compare each fact with a fixed sample of N wrong tails instead of all (faster)")
     p.add_argument("--label", default=None, help="name of this model in the plot (default: the model folder name)")
     p.add_argument("--corpus", default=None, help="training corpus named in the title (default: from the run's config.yaml)")
     p.add_argument("--compare", nargs="+", default=[], metavar="JSON",
@@ -100,6 +102,8 @@ def run_probe(args: argparse.Namespace) -> int:
     from factlearn.models import load_model
 
     _positive(args.batch_size, "--batch-size")
+    if args.max_wrong is not None:
+        _positive(args.max_wrong, "--max-wrong")
     compare = [ProbeResult.load(p) for p in args.compare]  # fail on a bad file before loading the model
     run_cfg = read_run_config(args.adapter or args.model) if Path(args.adapter or args.model).is_dir() else {}
     world, _ = _load_world(run_cfg, args)
@@ -107,7 +111,7 @@ def run_probe(args: argparse.Namespace) -> int:
     model, tokenizer = load_model(args.model, adapter=args.adapter, device=args.device)
     result = probe_facts(model, tokenizer, world["Facts"], batch_size=args.batch_size, label=label,
                          model_name=model_label(args.adapter or args.model, run_cfg),
-                         corpus=args.corpus or corpus_label(run_cfg))
+                         corpus=args.corpus or corpus_label(run_cfg), max_wrong=args.max_wrong)
     out = Path(args.out or Path("analysis") / f"probe-{label}")
     result.save_json(out / "probes.json")
     plot_probes([*compare, result], out / "probes.png")

@@ -13,7 +13,8 @@ factlearn.evaluate.score_continuations with the continuation " {tail}"):
     negation(fact)   = mean_j             [ log p(" t" | A_j(h)) - log p(" t"  | N_j(h)) ]
 
 where (h, r, t) is the fact, W = every other distinct tail of relation r in the same world (the wrong
-tails), and j runs over the templates of r. Reported per fact, and as mean and sample standard
+tails; with `max_wrong=N`, a fixed random sample of N of them per fact, seeded, to save compute: the
+cost is facts x templates x (|W| + 2) scored continuations), and j runs over the templates of r. Reported per fact, and as mean and sample standard
 deviation over facts, per relation and over all facts.
 
 Prompt templates ({head} is the fact's head; {is} is "is" in the affirmative prompt and "is not" in
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -96,6 +98,7 @@ class ProbeResult:
     facts: list[dict] = field(default_factory=list)
     # group ("all" or a relation) -> ratio name -> {"mean", "std", "n"}
     summary: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    max_wrong: int | None = None  # None: every other tail of the relation was a wrong tail
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -131,11 +134,23 @@ def _mean_std(values: list[float]) -> dict[str, float]:
             "n": len(values)}
 
 
+def wrong_tails(tails: Sequence[str], true_tail: str, max_wrong: int | None, seed: int = 0) -> list[str]:
+    """The wrong tails a fact is compared with: all other tails, or a seeded sample of `max_wrong`."""
+    wrong = [t for t in tails if t != true_tail]
+    if max_wrong is None or max_wrong >= len(wrong):
+        return wrong
+    rng = random.Random(f"{seed}:{true_tail}")  # the same sample for every model probed
+    return sorted(rng.sample(wrong, max_wrong), key=wrong.index)
+
+
 def probe_facts(model, tokenizer, facts: Iterable[dict], templates: dict[str, Sequence[str]] | None = None,
                 batch_size: int = 32, label: str = "model", model_name: str = "model",
-                corpus: str = "corpus") -> ProbeResult:
+                corpus: str = "corpus", max_wrong: int | None = None) -> ProbeResult:
     """Compute both ratios for every fact (see the module docstring for the exact formulas)."""
     from factlearn.evaluate import score_continuations
+
+    if max_wrong is not None and max_wrong < 1:
+        raise UserError(f"max_wrong must be >= 1 (or None for all wrong tails), got {max_wrong}")
 
     rows = _facts_rows(facts)
     templates = dict(templates) if templates is not None else default_templates()
@@ -161,7 +176,7 @@ def probe_facts(model, tokenizer, facts: Iterable[dict], templates: dict[str, Se
     for i, r in enumerate(rows):
         for j, t in enumerate(templates[r["relation"]]):
             affirmative = fill(t, r["head"], negated=False)
-            for tail in tails[r["relation"]]:
+            for tail in [r["tail"], *wrong_tails(tails[r["relation"]], r["tail"], max_wrong)]:
                 contexts.append(affirmative)
                 continuations.append(f" {tail}")
                 plan.append((i, j, "affirmative", tail))
@@ -178,7 +193,7 @@ def probe_facts(model, tokenizer, facts: Iterable[dict], templates: dict[str, Se
         comp_by_t, neg_by_t = [], []
         for j in range(len(templates[r["relation"]])):
             true = logp[(i, j, "affirmative", r["tail"])]
-            wrong = [logp[(i, j, "affirmative", w)] for w in tails[r["relation"]] if w != r["tail"]]
+            wrong = [logp[(i, j, "affirmative", w)] for w in wrong_tails(tails[r["relation"]], r["tail"], max_wrong)]
             comp_by_t.append(statistics.fmean(true - w for w in wrong))
             neg_by_t.append(true - logp[(i, j, "negated", r["tail"])])
         per_fact.append({**r, "comparison": statistics.fmean(comp_by_t), "negation": statistics.fmean(neg_by_t),
@@ -191,7 +206,8 @@ def probe_facts(model, tokenizer, facts: Iterable[dict], templates: dict[str, Se
         if not all(math.isfinite(f[k]) for k in RATIOS):
             raise RuntimeError(f"non-finite probe ratio for fact {f['head']!r}: the model produced NaN/inf scores")
     return ProbeResult(label=label, model=model_name, corpus=corpus,
-                       templates={k: list(v) for k, v in templates.items()}, facts=per_fact, summary=summary)
+                       templates={k: list(v) for k, v in templates.items()}, facts=per_fact, summary=summary,
+                       max_wrong=max_wrong)
 
 
 def plot_probes(results: Sequence[ProbeResult], out_png: str | Path, group: str = "all",
