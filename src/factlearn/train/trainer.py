@@ -225,6 +225,7 @@ def train(cfg: TrainConfig, eval_hook: EvalHook | None = None, resume: bool = Fa
     accelerator = make_accelerator(cfg)
     save = Path(cfg.save)
     resume_from = prepare_output(cfg, resume)
+    accelerator.wait_for_everyone()  # every process judged the folder before the main one writes to it
     if resume_from is not None:
         _check_same_config(resume_from, cfg)
     if cfg.eval_every and eval_hook is None:
