@@ -34,6 +34,8 @@ class ForgetSection:
 
     Two forms: `from_model` (the original's two runs: the first run's output folder; this run is the
     second pass) or `at_epoch` (one command: reset after that many epochs, then train the rest).
+    Either way the pass after the reset starts a fresh AdamW state and a fresh warmup + decay
+    schedule (over the remaining epochs), as the original's second run did.
     """
 
     start_layer: Optional[int] = None  # null = no forgetting
