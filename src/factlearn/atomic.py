@@ -15,11 +15,32 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from factlearn.errors import UserError
+
 
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def check_output_path(path: str | os.PathLike, folder: bool = False) -> Path:
+    """Fail fast, before any work, when `path` cannot become an output file (or folder, with `folder`).
+
+    Catches the usual mistakes (the path or one of its parents is the wrong kind of thing) with a
+    message naming the path, instead of an OSError once the result is ready to be written.
+    """
+    path = Path(path)
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"cannot write {path}: {parent} is a file, not a folder; choose another output path")
+            break
+    if folder and path.exists() and not path.is_dir():
+        raise UserError(f"output folder {path} exists and is a file; choose a folder path (or remove the file)")
+    if not folder and path.is_dir():
+        raise UserError(f"output file {path} is an existing folder; choose a file path")
+    return path
 
 
 def _tmp_sibling(path: Path, suffix: str = "") -> Path:
@@ -35,7 +56,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     For libraries that insist on writing a file themselves (matplotlib, torch.save, pyarrow).
     The temp name keeps the final suffix so format detection by extension still works.
     """
-    path = Path(path)
+    path = check_output_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_sibling(path, suffix=path.suffix)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
@@ -80,7 +101,7 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     folder has a dot-name that no reader treats as finished. With `overwrite`, an existing folder
     is replaced only after the new one is complete.
     """
-    path = Path(path)
+    path = check_output_path(path, folder=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; a finished folder gets normal permissions

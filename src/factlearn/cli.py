@@ -69,6 +69,15 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"factlearn: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        # A path the user gave that is missing, unreadable or the wrong kind: the OS message names the path;
+        # without a path it is not the user's input (e.g. a library bug) and keeps its traceback.
+        if debug or not e.filename:
+            raise
+        target = f"{e.filename} -> {e.filename2}" if e.filename2 else str(e.filename)
+        print(f"factlearn: error: {e.strerror or type(e).__name__}: {target}; check that the path exists, is a "
+              "file or folder as expected, and is readable/writable (--debug shows the traceback)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         if debug:
             raise

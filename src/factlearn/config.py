@@ -87,11 +87,25 @@ def build_config(schema: type[T], sources: list[DictConfig | dict], what: str = 
         if "not in struct" in msg or "Key '" in msg and "not" in msg:
             valid = ", ".join(f.name for f in dataclasses.fields(schema))
             raise UserError(f"unknown {what} key '{key}'; valid keys: {valid}") from None
-        raise UserError(f"bad value for {what} key '{key}': {msg}") from None
+        default = OmegaConf.select(base, str(key), default=None) if key else None
+        hint = f"; give a value of the same type as the default, {key}={_dotlist_value(default)}" \
+            if default is not None else "; fix the value's type"
+        raise UserError(f"bad value for {what} key '{key}': {msg}{hint}") from None
     check = getattr(obj, "check", None)
     if callable(check):
         check()
     return obj  # type: ignore[return-value]
+
+
+def _dotlist_value(value: Any) -> str:
+    """A config value spelled as it would be on the command line (lists as [a,b], no spaces)."""
+    if isinstance(value, (DictConfig, dict)):
+        return "{...}"
+    if OmegaConf.is_list(value) or isinstance(value, list):
+        return "[" + ",".join(_dotlist_value(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
 
 
 def load_config(schema: type[T], kind: str, name_or_path: str | None, overrides: list[str] | None = None) -> T:

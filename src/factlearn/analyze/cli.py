@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from factlearn.atomic import check_output_path
 from factlearn.errors import UserError
 
 
@@ -102,6 +103,8 @@ def run_probe(args: argparse.Namespace) -> int:
     from factlearn.models import load_model
 
     _positive(args.batch_size, "--batch-size")
+    if args.out:
+        check_output_path(args.out, folder=True)
     if args.max_wrong is not None:
         _positive(args.max_wrong, "--max-wrong")
     compare = [ProbeResult.load(p) for p in args.compare]  # fail on a bad file before loading the model
@@ -145,6 +148,8 @@ def run_ablate(args: argparse.Namespace) -> int:
         raise UserError(f"--limit must be >= 0 (0 = all items), got {args.limit}")
     _positive(args.batch_size, "--batch-size")
     ks = _parse_k_grid(args.k_grid)
+    if args.out:
+        check_output_path(args.out, folder=True)
     finetuned = Path(args.finetuned)
     is_adapter = (finetuned / "adapter_config.json").is_file()
     if not is_adapter and not args.base:
@@ -184,6 +189,7 @@ def run_curves(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else path.parent / "curves.png"
     if out.suffix.lower() != ".png":
         raise UserError(f"--out {out} must be a .png file")
+    check_output_path(out)
     plot_training_curves(log, out, metrics=args.metric, title=args.title)
     print(f"wrote {out} ({len(log.steps)} steps, {len(log.resets)} reset(s), {len(log.evals)} eval point(s))")
     return 0

@@ -96,9 +96,11 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_audit(args: argparse.Namespace) -> int:
-    from factlearn.atomic import atomic_write_json
+    from factlearn.atomic import atomic_write_json, check_output_path
     from factlearn.data.audit import audit_corpus
 
+    if args.json:
+        check_output_path(args.json)  # before the audit, not after it
     result = audit_corpus(args.corpus, source=args.source, n_countries=args.n_countries, seed=args.seed)
     summary = result.summary()
     print(f"{args.corpus}: {result.n_passages} passages, {len(result.facts)} facts")

@@ -99,10 +99,12 @@ def run_eval(args: argparse.Namespace) -> int:
         raise UserError(f"--limit must be a positive number of items, not {args.limit}")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, not {args.batch_size}")
+    from factlearn.atomic import check_output_path
     from factlearn.evaluate.tasks import get_tasks
     from factlearn.models import resolve_model_path
 
     get_tasks(args.tasks)  # fail on a task name before touching model or data
+    check_output_path(args.out or _default_out(args.model, args.adapter), folder=True)
     if not (args.model and (Path(args.model) / "adapter_config.json").is_file()):
         resolve_model_path(args.model)  # a folder without weights fails here, in a second
     run_config = _run_config(args.adapter) or _run_config(args.model)

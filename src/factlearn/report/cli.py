@@ -45,6 +45,7 @@ def _profile_and_overrides(args) -> tuple[str, list[str]]:
 def run_command(args) -> int:
     from rich.console import Console
 
+    from factlearn.atomic import check_output_path
     from factlearn.report.config import load_run_config
     from factlearn.report.runner import run_grid
 
@@ -52,6 +53,7 @@ def run_command(args) -> int:
     cfg = load_run_config(profile, overrides)
     name = Path(profile).stem if profile.endswith((".yaml", ".yml")) else profile
     run_dir = Path(args.out or cfg.out or Path("runs") / name)
+    check_output_path(run_dir, folder=True)
     console = Console(file=sys.stderr)
     outcome = run_grid(cfg, run_dir, console=console, profile=name)
     print_summary(run_dir, outcome.seconds, len(outcome.executed), len(outcome.reused))

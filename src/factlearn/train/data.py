@@ -50,11 +50,24 @@ def _load_local(path: Path):
         if isinstance(ds, datasets.DatasetDict):
             ds = ds["train"] if "train" in ds else next(iter(ds.values()))
         return ds
+    if path.stat().st_size == 0:
+        raise UserError(f"corpus file {path} is empty; pass a file with at least one text row")
+    from datasets.utils import logging as ds_logging
+
+    verbosity, bars = ds_logging.get_verbosity(), ds_logging.is_progress_bar_enabled()
+    ds_logging.set_verbosity(ds_logging.CRITICAL)
+    ds_logging.disable_progress_bar()  # the error below says it once; no "Generating train split" noise
     try:
         return datasets.load_dataset(LOCAL_SUFFIXES[path.suffix], data_files=str(path), split="train")
     except Exception as e:
-        raise UserError(f"cannot read corpus file {path} ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
-                        "it must be JSON lines or parquet with a text column") from None
+        cause = e.__cause__ or e.__context__ or e  # datasets wraps the parser's error
+        detail = (str(cause).strip().splitlines() or [type(cause).__name__])[0][:120]
+        raise UserError(f"cannot read corpus file {path} ({detail}); it must be JSON lines or parquet with a "
+                        "text column") from None
+    finally:
+        ds_logging.set_verbosity(verbosity)
+        if bars:
+            ds_logging.enable_progress_bar()
 
 
 def _require_text(ds, spec: str):

@@ -159,6 +159,8 @@ def prepare_output(cfg: TrainConfig, resume: bool) -> Path | None:
     or --resume (continue from its newest complete checkpoint).
     """
     save = Path(cfg.save)
+    if save.exists() and not save.is_dir():
+        raise UserError(f"save={save} is a file, not a folder; choose another save= folder")
     busy = save.exists() and any(save.iterdir())
     if resume:
         latest = ckpt_io.latest_checkpoint(save)
