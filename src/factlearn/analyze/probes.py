@@ -233,7 +233,7 @@ def plot_probes(results: Sequence[ProbeResult], out_png: str | Path, group: str 
     ax.set_xticks(xs)
     ax.set_xticklabels([r.label for r in results], rotation=15 if len(results) > 4 else 0)
     ax.set_xlabel("model / training corpus")
-    ax.set_ylabel("log-likelihood ratio (nats; mean ± std over facts)")
+    ax.set_ylabel("log-likelihood ratio (nats)\nmean ± std over facts")
     ax.legend(fontsize=8)
     if title is None:
         models = ", ".join(dict.fromkeys(r.model for r in results))
