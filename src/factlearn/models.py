@@ -12,6 +12,7 @@ import os
 import re
 import socket
 import time
+import warnings
 from dataclasses import dataclass
 import importlib.util
 from pathlib import Path
@@ -22,6 +23,10 @@ from factlearn.atomic import atomic_dir
 from factlearn.errors import UserError
 
 DEFAULT_MODEL = "smollm2-135m"
+
+# peft 0.21 reads `model.is_gradient_checkpointing`, which transformers 5 deprecates with a FutureWarning on
+# every LoRA load; it is not actionable for users, so it is silenced here (narrowly, by message).
+warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
 @dataclass(frozen=True)
