@@ -47,6 +47,12 @@ def make_tiny_model(out_dir: str | Path, num_layers: int = 4, hidden: int = 64, 
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    from transformers.utils import logging as hf_logging
+
+    from factlearn.atomic import atomic_dir
+
+    hf_logging.disable_progress_bar()  # no "Writing model shards" bar for a 0.2M model
+    with atomic_dir(out_dir, overwrite=True) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     return out_dir
