@@ -204,25 +204,29 @@ def test_debug_shows_the_traceback(tmp_path):
         assert "UserError: unknown train key 'lrr'" in proc.stderr
 
 
-def test_ctrl_c_during_training_exits_130_and_leaves_nothing(inputs, tmp_path):
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def test_interrupted_training_exits_cleanly_and_leaves_nothing(inputs, tmp_path, sig, code):
+    """Ctrl-C (and a scheduler's SIGTERM) during training: exit 130 (143), one line, no output folder."""
     from factlearn.train.trainer import LIVE_LOG
 
     save = tmp_path / "run"
     argv = [*FACTLEARN, "train", "cpu_small", f"model={inputs.tiny}", f"subset={inputs.root / 'corpus.jsonl'}",
             f"save={save}", "epochs=200", "batch_size=2", "log_every=1"]
-    proc = subprocess.Popen(argv, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT must not be inherited as ignored (a background job of a non-interactive shell has it ignored).
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 120
         while not ((save / LIVE_LOG).is_file() and (save / LIVE_LOG).read_text().strip()):
             assert proc.poll() is None, f"training ended early: {proc.communicate()[1]}"
             assert time.time() < deadline, "no training step logged within 120 s"
             time.sleep(0.1)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == code, stderr
     assert "Traceback" not in stderr
     # The trainer's progress bar (tqdm, `train: ...`) is the only other stderr output; the message is one line.
     lines = [line for line in re.split(r"[\r\n]+", stderr) if line.strip()]

@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2 if args.command is None and argv else 0
     debug = args.debug or os.environ.get("FACTLEARN_DEBUG") == "1"
+    terminated = _interrupt_on_sigterm()
     try:
         return int(args.func(args) or 0)
     except UserError as e:
@@ -83,4 +84,29 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print("factlearn: interrupted; outputs already written are complete, partial ones were discarded",
               file=sys.stderr)
-        return 130
+        return 143 if terminated else 130
+
+
+class _Terminated(list):
+    """Truthy once SIGTERM arrived (a list so the signal handler can mark it)."""
+
+
+def _interrupt_on_sigterm() -> _Terminated:
+    """SIGTERM (a scheduler's stop, `timeout`, `kill`) takes the same clean-up path as Ctrl-C.
+
+    Without this Python dies at once and leaves a training run's work files behind. Exit code 143.
+    """
+    import signal
+
+    flag = _Terminated()
+
+    def handler(signum, frame):
+        flag.append(signum)
+        raise KeyboardInterrupt
+
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        try:
+            signal.signal(signal.SIGTERM, handler)
+        except ValueError:  # main() called from a non-main thread (embedding); keep the default
+            pass
+    return flag
