@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from factlearn.data.schema import EVAL_CONFIGS, MC_CONFIGS
 from factlearn.errors import UserError
 
 GENERATE = "generate"
@@ -86,16 +87,9 @@ def multiple_choice_task(config: str) -> Task:
                 metrics=("acc", "acc_norm"), fields=("question", "choices", "answer"))
 
 
-ALL_TASKS: tuple[str, ...] = (
-    "Eval_QA",
-    "Eval_reverse",
-    "Eval_multiple_choice",
-    "Eval_indirect_reasoning",
-    "Eval_animal_commonsense",
-    "Eval_2hop_reasoning",
-    "Eval_2hop_reasoning_raw",
-)
-_MC = {"Eval_multiple_choice", "Eval_2hop_reasoning"}
+# The seven CCA eval configs are the built-in tasks; the data schema is their single source.
+ALL_TASKS: tuple[str, ...] = EVAL_CONFIGS
+_MC = set(MC_CONFIGS)
 
 TASKS: dict[str, Task] = {
     name: (multiple_choice_task(name) if name in _MC else generative_task(name)) for name in ALL_TASKS
