@@ -1,8 +1,9 @@
 """Training data: a `text` column, tokenized one row per sequence, batched by length.
 
-Why length buckets: corpus rows are 29-130 characters, so a random batch pads every row to its
-longest one. Sorting rows by length inside shuffled chunks keeps batches random across the epoch yet
-nearly pad-free, and the order still depends only on (seed, epoch), which resume relies on.
+Rows are right-padded only to the longest row of their micro-batch. Opt-in length buckets
+(bucket_by_length) sort rows by length inside shuffled chunks: nearly pad-free batches, but less
+varied ones (on a 6-step benchmark the final loss was ~5% higher), so the default keeps random
+batches as the original did. Either way the order depends only on (seed, epoch), which resume uses.
 """
 
 from __future__ import annotations
