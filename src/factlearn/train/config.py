@@ -64,9 +64,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     lr_scheduler: str = "linear"  # any transformers SchedulerType name
     gradient_checkpointing: bool = False
-    # Group rows of similar length into a batch: less padding (faster), but less varied batches; on a
-    # short run it cost ~5% higher final loss (benchmarks/bench_train.py), so it is opt-in.
-    bucket_by_length: bool = False
+    # Opt-in: on a short run it cost ~5% higher final loss and was not faster (benchmarks/bench_train.py).
+    bucket_by_length: bool = False  # group rows of similar length into a batch (less padding, less varied batches)
     dtype: str = "auto"  # compute precision; bf16/fp16 = fp32 master weights + autocast (like HF bf16=True)
     device: str = "auto"  # auto, cpu, cuda; under `accelerate launch` the launcher decides
     save: str = "runs/finetune"
