@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from factlearn.atomic import check_output_path
+from factlearn.data.cli import add_model_world_flags
 from factlearn.errors import UserError
 
 
@@ -20,12 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _world_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default=None, metavar="SRC",
-                   help="where the CCA world comes from: built-in generator (default), 'hub', or a local folder; "
-                        "default: the world the model was trained on (its config.yaml), else the generator")
-    p.add_argument("--n-countries", type=int, default=None, metavar="N",
-                   help="size of a generated world (default: the training run's, else 20)")
-    p.add_argument("--seed", type=int, default=None, help="seed of a generated world (default: the training run's, else 0)")
+    add_model_world_flags(p)
     p.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda")
     p.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass")
 

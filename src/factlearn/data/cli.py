@@ -50,6 +50,16 @@ def _no_action(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
+def add_model_world_flags(p: argparse.ArgumentParser) -> None:
+    """--data/--n-countries/--seed for commands that evaluate a model: by default the world it was trained on."""
+    p.add_argument("--data", default=None, metavar="SRC",
+                   help="where the CCA world comes from: built-in generator (default), 'hub', or a local folder; "
+                        "default for a training output folder: the world it was trained on (its config.yaml)")
+    p.add_argument("--n-countries", type=int, default=None, metavar="N",
+                   help="size of a generated world (default: the training run's, else 20)")
+    p.add_argument("--seed", type=int, default=None, help="seed of a generated world (default: the training run's, else 0)")
+
+
 def _world_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-countries", type=int, default=20, help="countries in the generated world (default 20, canonical)")
     p.add_argument("--seed", type=int, default=0, help="generator seed (default 0, canonical)")

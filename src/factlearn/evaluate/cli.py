@@ -6,6 +6,7 @@ import argparse
 import re
 from pathlib import Path
 
+from factlearn.data.cli import add_model_world_flags
 from factlearn.errors import UserError
 
 
@@ -18,12 +19,7 @@ def _task_and_data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tasks", default=None, metavar="A,B",
                    help="comma-separated task names (default: the seven CCA tasks)")
     p.add_argument("--num-fewshot", type=int, default=5, metavar="K", help="few-shot examples per item (default 5)")
-    p.add_argument("--data", default=None, metavar="SRC",
-                   help="CCA data: built-in generator (default), 'hub', or a local folder; default for a training "
-                        "output folder: the world it was trained on (its config.yaml)")
-    p.add_argument("--n-countries", type=int, default=None, metavar="N",
-                   help="size of a generated world (default: the training run's, else 20)")
-    p.add_argument("--seed", type=int, default=None, help="seed of a generated world (default: the training run's, else 0)")
+    add_model_world_flags(p)
 
 
 def _register_eval(sub) -> None:
