@@ -84,6 +84,27 @@ def causal_lm_loss_module(model):
     return CausalLMLoss(model)
 
 
+def keep_freed_memory_on_cpu() -> bool:
+    """Make glibc malloc keep large freed blocks for reuse instead of returning them to the OS.
+
+    Why: by default every block over 32 MB (the 49152x576 embedding gradient, the logits) is a
+    fresh mmap each step and is unmapped when freed, so each step pays page faults to re-zero
+    hundreds of MB; on a 2-core CPU that was ~40% of a SmolLM2 step (2.35 s -> 1.35 s median).
+    PyTorch's CPU tuning guide suggests jemalloc/tcmalloc via LD_PRELOAD for the same reason; this
+    is the in-process equivalent (no library does it). Process-wide; a no-op off glibc.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to tune
+        return False
+    m_trim_threshold, m_mmap_threshold, limit = -1, -3, 1 << 30
+    return bool(mallopt(m_mmap_threshold, limit)) and bool(mallopt(m_trim_threshold, limit))
+
+
 def make_accelerator(cfg: TrainConfig):
     """Device from cfg.device (the launcher's choice under `accelerate launch`); bf16/fp16 = autocast."""
     import torch
@@ -225,6 +246,8 @@ def train(cfg: TrainConfig, eval_hook: EvalHook | None = None, resume: bool = Fa
     from factlearn.config import to_yaml
 
     accelerator = make_accelerator(cfg)
+    if accelerator.device.type == "cpu":
+        keep_freed_memory_on_cpu()
     save = Path(cfg.save)
     resume_from = prepare_output(cfg, resume)
     accelerator.wait_for_everyone()  # every process judged the folder before the main one writes to it
