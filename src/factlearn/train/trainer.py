@@ -68,6 +68,14 @@ def causal_lm_loss_module(model):
         def __init__(self, lm):
             super().__init__()
             self.lm = lm
+            base = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
+            embed, head = base.get_input_embeddings(), base.get_output_embeddings()
+            tied = isinstance(embed, torch.nn.Embedding) and head is not None and embed.weight is head.weight
+            distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+            if tied and not distributed:  # DDP refuses sparse gradients
+                # A sparse lookup gradient is added into lm_head's dense one (still a dense .grad),
+                # instead of a zero-filled 49152x576 copy plus a sum: ~0.15 GB and ~0.1 s a step.
+                embed.sparse = True
 
         def forward(self, input_ids, attention_mask):
             base = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
