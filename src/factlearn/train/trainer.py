@@ -136,6 +136,8 @@ def build_model(cfg: TrainConfig, device: str):
                         "or pass the output folder of a method=full run")
     model, tokenizer = load_model(spec, device=device, dtype="fp32", trainable=True)
     cfg.check_against_model(forgetting.num_layers(model))
+    if cfg.method == "full":
+        own_cpu_weights(model)
     model.config.use_cache = False
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -151,6 +153,21 @@ def build_model(cfg: TrainConfig, device: str):
             raise UserError(f"LoRA cannot be applied: {str(e).splitlines()[0][:160]}; check lora.target_modules") from None
     model.train()
     return model, tokenizer
+
+
+def own_cpu_weights(model) -> None:
+    """Copy CPU weights that may be views of the memory-mapped checkpoint into private memory.
+
+    Why: the first optimizer step writes every weight, and writing a page of a private file mapping
+    is a copy-on-write fault; for SmolLM2 that made the first step ~2.5 s of optimizer time instead
+    of ~0.4 s, while copying up front costs ~0.2 s. Tied weights stay tied (same Parameter object).
+    """
+    import torch
+
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.requires_grad and param.device.type == "cpu":
+                param.data = param.data.clone()
 
 
 def first_pass_reset(cfg: TrainConfig, model, device: str) -> None:
