@@ -139,6 +139,63 @@ def test_loss_ignores_padding_but_counts_real_eos(tiny_model_dir):
     assert torch.allclose(alone[0], reference, atol=1e-4)
 
 
+
+def test_packed_rows_give_the_padded_loss_and_gradients(tiny_model_dir):
+    """Packing (rows end to end, position ids restarting per row) must be the padded batch's maths."""
+    import torch
+
+    from factlearn.models import load_model
+    from factlearn.train.data import collate, pack
+    from factlearn.train.trainer import causal_lm_loss_module, packing_matches_padding
+
+    model, tok = load_model(str(tiny_model_dir), dtype="fp32", trainable=True)
+    loss = causal_lm_loss_module(model)
+    rows = [tok(t)["input_ids"] for t in corpus_texts()[:5]]
+    assert len({len(r) for r in rows}) > 1  # padding really happens
+    grads = []
+    for inputs in (dict(zip(("input_ids", "attention_mask"), collate(rows, tok.pad_token_id))),
+                   dict(zip(("input_ids", "position_ids"), pack(rows)))):
+        model.zero_grad(set_to_none=True)
+        value = loss(**inputs)
+        value.backward()
+        grads.append((float(value.detach()), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (padded, g_pad), (packed, g_pack) = grads
+    assert packed == pytest.approx(padded, rel=1e-5)
+    assert g_pad.keys() == g_pack.keys()
+    for name in g_pad:
+        assert torch.allclose(g_pad[name].to_dense(), g_pack[name].to_dense(), atol=1e-5), name
+    assert packing_matches_padding(loss, rows, tok.pad_token_id, "cpu")
+
+
+def test_packing_guard_refuses_a_model_that_mixes_rows(tiny_model_dir):
+    """A model that ignores the restarting position ids lets rows attend to each other: no packing."""
+    from factlearn.models import load_model
+    from factlearn.train.trainer import causal_lm_loss_module, packing_matches_padding
+
+    model, tok = load_model(str(tiny_model_dir), dtype="fp32")
+    loss = causal_lm_loss_module(model)
+    plain_forward = loss.forward
+
+    def ignores_packing(input_ids, attention_mask=None, position_ids=None):
+        if attention_mask is None:  # one causal sequence over every row: what an unaware model computes
+            import torch
+
+            return plain_forward(input_ids, attention_mask=torch.ones_like(input_ids))
+        return plain_forward(input_ids, attention_mask=attention_mask)
+
+    loss.forward = ignores_packing
+    rows = [tok(t)["input_ids"] for t in corpus_texts()[:3]]
+    assert not packing_matches_padding(loss, rows, tok.pad_token_id, "cpu")
+
+
+def test_packing_is_chosen_only_when_cheaper():
+    from factlearn.train.data import pack_pays_off
+
+    token_flops, pair_flops = 2 * 134.5e6, 4 * 576 * 30  # SmolLM2-135M
+    assert pack_pays_off([12, 19, 15, 14] * 4, token_flops, pair_flops)  # CCA rows: padding is the waste
+    assert not pack_pays_off([900, 1000, 950, 1024] * 4, token_flops, pair_flops)  # long rows: T^2 attention
+    assert not pack_pays_off([20] * 16, token_flops, pair_flops)  # nothing to save: equal lengths
+
 def test_batches_are_deterministic_length_grouped_and_cover_every_row():
     from factlearn.train.data import epoch_batches, shard_step
 
@@ -175,6 +232,18 @@ def test_full_finetune_learns_and_loads_with_transformers(tiny_model_dir, corpus
     assert not torch.equal(trained.state_dict()[w], base.state_dict()[w])
     assert json.loads((out / "train_summary.json").read_text())["final_loss"] == pytest.approx(log[-1]["loss"])
 
+
+
+def test_packed_and_padded_training_end_at_the_same_weights(tiny_model_dir, corpus_file, tmp_path):
+    packed = train(tiny_cfg(tiny_model_dir, corpus_file, tmp_path / "packed", "pack_rows=true"))
+    padded = train(tiny_cfg(tiny_model_dir, corpus_file, tmp_path / "padded", "pack_rows=false"))
+    assert json.loads((packed / "train_summary.json").read_text())["packed_rows"] is True
+    assert json.loads((padded / "train_summary.json").read_text())["packed_rows"] is False
+    import torch
+
+    a, b = final_weights(packed), final_weights(padded)
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-4), k
 
 def test_lora_output_loads_with_peft_and_factlearn(tiny_model_dir, corpus_file, tmp_path):
     import torch

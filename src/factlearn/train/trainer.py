@@ -1,7 +1,8 @@
 """The training loop: plain PyTorch, read top to bottom, with accelerate for devices and processes.
 
-One step = one global batch of rows (batch_size x grad_accum x processes), each row its own sequence,
-right-padded to the longest row of its micro-batch. The loss is the summed cross-entropy of every
+One step = one global batch of rows (batch_size x grad_accum x processes), each row its own sequence:
+packed end to end with restarting position ids when that is cheaper and the model keeps packed rows
+apart (checked once), else right-padded to the longest row of its micro-batch. The loss is the summed cross-entropy of every
 target token divided by the step's total target-token count, so the result does not depend on how
 the rows are split into micro-batches or processes (1 process with batch b == 2 with b/2).
 
@@ -31,8 +32,8 @@ from factlearn.errors import UserError
 from factlearn.train import checkpoint as ckpt_io
 from factlearn.train import forgetting
 from factlearn.train.config import TrainConfig
-from factlearn.train.data import (collate, epoch_batches, load_corpus, shard_step, steps_per_epoch,
-                                  target_tokens, tokenize_rows)
+from factlearn.train.data import (collate, epoch_batches, load_corpus, pack, pack_pays_off, shard_step,
+                                  steps_per_epoch, target_tokens, tokenize_rows)
 
 EvalHook = Callable[[object, object, int], dict]
 LIVE_LOG = "train_log.partial.jsonl"  # written while training; the finished folder holds train_log.jsonl
@@ -77,12 +78,16 @@ def causal_lm_loss_module(model):
                 # instead of a zero-filled 49152x576 copy plus a sum: ~0.15 GB and ~0.1 s a step.
                 embed.sparse = True
 
-        def forward(self, input_ids, attention_mask):
+        def forward(self, input_ids, attention_mask=None, position_ids=None):
+            """Padded rows (attention_mask) or packed rows (position_ids restarting at 0 per row)."""
             base = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
             hidden = base.get_decoder()(input_ids=input_ids, attention_mask=attention_mask,
-                                        use_cache=False).last_hidden_state
-            real = attention_mask.bool()
-            carries_loss = real[:, 1:] & real[:, :-1]  # position t predicts token t+1; mask, not token id
+                                        position_ids=position_ids, use_cache=False).last_hidden_state
+            if attention_mask is None:  # packed: a token that starts a row is no target of the one before
+                carries_loss = position_ids[:, 1:] != 0
+            else:
+                real = attention_mask.bool()
+                carries_loss = real[:, 1:] & real[:, :-1]  # position t predicts token t+1; mask, not token id
             logits = base.get_output_embeddings()(hidden[:, :-1][carries_loss]).float()
             cap = getattr(base.config, "final_logit_softcapping", None)
             if cap:
@@ -90,6 +95,41 @@ def causal_lm_loss_module(model):
             return F.cross_entropy(logits, input_ids[:, 1:][carries_loss], reduction="sum")
 
     return CausalLMLoss(model)
+
+
+def packing_matches_padding(loss_module, rows: list[list[int]], pad_id: int, device) -> bool:
+    """Does this model treat packed rows as separate sequences? Checked once, on a few real rows.
+
+    Why a check: only models whose attention masks come from transformers' masking utilities turn
+    restarting position ids into a block-diagonal mask; others would let a row attend to the rows
+    before it. The packed loss must equal the padded loss (fp32, no autocast) to use packing.
+    """
+    import torch
+
+    sample = [r[:16] for r in rows[:3]]
+    if len(sample) < 2:
+        return True  # one row: packing and padding are the same input
+    was_training = loss_module.training
+    loss_module.eval()
+    try:
+        with torch.no_grad():
+            ids, mask = collate(sample, pad_id)
+            padded = float(loss_module(ids.to(device), attention_mask=mask.to(device)))
+            ids, positions = pack(sample)
+            packed = float(loss_module(ids.to(device), position_ids=positions.to(device)))
+    except (TypeError, ValueError, RuntimeError):  # the model rejects position ids without a mask
+        return False
+    finally:
+        loss_module.train(was_training)
+    return abs(packed - padded) <= 1e-4 * max(1.0, abs(padded))
+
+
+def attention_costs(model) -> tuple[float, float]:
+    """(FLOPs per token for the weights, FLOPs per attended query-key pair), for pack_pays_off."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = base.config.get_text_config() if hasattr(base.config, "get_text_config") else base.config
+    hidden = int(getattr(config, "hidden_size", 0) or 0)
+    return 2.0 * sum(p.numel() for p in base.parameters()), 4.0 * hidden * forgetting.num_layers(base)
 
 
 def keep_freed_memory_on_cpu() -> bool:
@@ -335,7 +375,15 @@ def _loop(cfg: TrainConfig, accelerator, model, tokenizer, rows, log: RunLog, re
         else:
             resumed_k = start_k
 
-    loss_module = accelerator.prepare(causal_lm_loss_module(model))
+    plain_loss = causal_lm_loss_module(model)
+    packing = None  # None = pad every micro-batch; else the costs pack_pays_off weighs
+    if cfg.pack_rows:
+        if packing_matches_padding(plain_loss, rows, tokenizer.pad_token_id, accelerator.device):
+            packing = attention_costs(model)
+        elif accelerator.is_main_process:
+            print(f"factlearn: {type(model).__name__} does not keep packed rows apart; training on padded "
+                  "batches (set pack_rows=false to silence this)", flush=True)
+    loss_module = accelerator.prepare(plain_loss)
     step = position["step"]
     started, tokens_seen, last_loss = time.time(), 0, float("nan")
     progress = _progress_bar(total_steps, step, accelerator.is_main_process)
@@ -358,7 +406,8 @@ def _loop(cfg: TrainConfig, accelerator, model, tokenizer, rows, log: RunLog, re
                 for b in range(first_batch if epoch == first_epoch else 0, len(batches)):
                     t0 = time.time()
                     lr = scheduler.get_last_lr()[0]
-                    loss = _train_step(cfg, accelerator, loss_module, optimizer, batches[b], rows, tokenizer, rank, world)
+                    loss = _train_step(cfg, accelerator, loss_module, optimizer, batches[b], rows, tokenizer, rank, world,
+                                       packing)
                     scheduler.step()
                     step += 1
                     n_tokens = sum(lengths[i] for i in batches[b])
@@ -388,10 +437,11 @@ def _loop(cfg: TrainConfig, accelerator, model, tokenizer, rows, log: RunLog, re
             "processes": world, "global_batch_rows": step_rows,
             "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "resumed_from_step": position["step"] if resume_from is not None else None,
-            "method": cfg.method, "forget_start_layer": fg.start_layer}
+            "method": cfg.method, "forget_start_layer": fg.start_layer, "packed_rows": packing is not None}
 
 
-def _train_step(cfg, accelerator, loss_module, optimizer, batch, rows, tokenizer, rank, world) -> float:
+def _train_step(cfg, accelerator, loss_module, optimizer, batch, rows, tokenizer, rank, world,
+                packing: tuple[float, float] | None = None) -> float:
     """Forward/backward every micro-batch of this process, clip, step; return the step's mean token loss."""
     import torch
 
@@ -399,12 +449,17 @@ def _train_step(cfg, accelerator, loss_module, optimizer, batch, rows, tokenizer
     micros = shard_step(batch, rows, cfg.grad_accum, rank, world)
     local_sum = torch.zeros((), device=accelerator.device)
     for i, micro in enumerate(micros):
-        ids, mask = collate(micro.rows, tokenizer.pad_token_id)
-        ids, mask = ids.to(accelerator.device), mask.to(accelerator.device)
+        if packing is not None and pack_pays_off([len(r) for r in micro.rows], *packing):
+            ids, positions = pack(micro.rows)
+            inputs = {"input_ids": ids, "position_ids": positions}
+        else:
+            ids, mask = collate(micro.rows, tokenizer.pad_token_id)
+            inputs = {"input_ids": ids, "attention_mask": mask}
+        inputs = {k: v.to(accelerator.device) for k, v in inputs.items()}
         sync = i == len(micros) - 1
         ctx = accelerator.no_sync(loss_module) if not sync else _nullcontext()
         with ctx:
-            loss_sum = loss_module(ids, mask) * micro.weight
+            loss_sum = loss_module(**inputs) * micro.weight
             # DDP averages gradients over processes, so scale by `world` to get sum / global tokens.
             accelerator.backward(loss_sum * (world / denom))
         local_sum += loss_sum.detach()
