@@ -158,6 +158,7 @@ def test_packed_rows_give_the_padded_loss_and_gradients(tiny_model_dir):
         model.zero_grad(set_to_none=True)
         value = loss(**inputs)
         value.backward()
+        loss.add_lookup_grads()
         grads.append((float(value.detach()), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
     (padded, g_pad), (packed, g_pack) = grads
     assert packed == pytest.approx(padded, rel=1e-5)
@@ -166,6 +167,29 @@ def test_packed_rows_give_the_padded_loss_and_gradients(tiny_model_dir):
         assert torch.allclose(g_pad[name].to_dense(), g_pack[name].to_dense(), atol=1e-5), name
     assert packing_matches_padding(loss, rows, tok.pad_token_id, "cpu")
 
+
+
+def test_tied_embedding_gradient_equals_autograd(tiny_model_dir):
+    """The lookup's gradient, added in place after backward, must equal plain autograd's full gradient."""
+    import torch
+
+    from factlearn.models import load_model
+    from factlearn.train.data import collate
+    from factlearn.train.trainer import causal_lm_loss_module
+
+    model, tok = load_model(str(tiny_model_dir), dtype="fp32", trainable=True)
+    assert model.get_input_embeddings().weight is model.get_output_embeddings().weight  # tied, as SmolLM2
+    loss = causal_lm_loss_module(model)
+    assert loss.lookup_in_place
+    ids, mask = collate([tok(t)["input_ids"] for t in corpus_texts()[:4]], tok.pad_token_id)
+    loss(ids, mask).backward()
+    loss.add_lookup_grads()
+    ours = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    labels = ids.masked_fill(mask == 0, -100)
+    (model(input_ids=ids, attention_mask=mask, labels=labels).loss * int((labels[:, 1:] != -100).sum())).backward()
+    for name, param in model.named_parameters():
+        assert torch.allclose(ours[name], param.grad, atol=1e-5), name
 
 def test_packing_guard_refuses_a_model_that_mixes_rows(tiny_model_dir):
     """A model that ignores the restarting position ids lets rows attend to each other: no packing."""
