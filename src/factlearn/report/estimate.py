@@ -2,8 +2,9 @@
 
 A crude FLOP model is enough: the progress display corrects it with measured times as cells finish.
 Training costs ~6 FLOPs per parameter per token (forward + backward), inference ~2; a per-call
-overhead covers model loading and Python. Throughput defaults to what 2 CPU cores reach in fp32
-(machine notes: SmolLM2 full-finetune step on 16x24 tokens ~5 s, 400-token forward ~1.3 s).
+overhead covers model loading and Python. CPU throughputs are what this project's trainer and engine
+reach on 2 cores in fp32 with SmolLM2 (benchmarks/README.md: training ~150-175 GFLOP/s on real tokens,
+short rows packed; evaluation ~250 GFLOP/s over the prompts).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-CPU_FLOPS_PER_S = 65e9
+CPU_TRAIN_FLOPS_PER_S = 150e9
+CPU_INFER_FLOPS_PER_S = 250e9
 GPU_FLOPS_PER_S = 30e12
 DECODE_STEP_SECONDS = 0.01  # fixed cost of one generation step per batch (kernel launches, Python)
 
@@ -50,16 +52,18 @@ def model_size(model_path: str | Path) -> ModelSize:
     return ModelSize(params=float(layers * per_layer + vocab * h), num_layers=layers)
 
 
-def throughput(device: str) -> float:
-    return GPU_FLOPS_PER_S if device.startswith("cuda") else CPU_FLOPS_PER_S
+def throughput(device: str, training: bool = False) -> float:
+    if device.startswith("cuda"):
+        return GPU_FLOPS_PER_S
+    return CPU_TRAIN_FLOPS_PER_S if training else CPU_INFER_FLOPS_PER_S
 
 
 def train_seconds(size: ModelSize, rows: int, mean_tokens: float, epochs: float, batch_size: int,
                   passes: int, device: str) -> float:
-    """Full-sequence training: padded tokens x 6 FLOPs/param; `passes` = 2 with active forgetting."""
+    """Tokens x 6 FLOPs/param (short rows are packed, so no padding); `passes` = 2 with active forgetting."""
     steps = math.ceil(rows / max(batch_size, 1)) * epochs * passes
-    padded_tokens = steps * batch_size * mean_tokens * 1.3  # rows are padded to the longest in a batch
-    return size.load_seconds + 6 * size.params * padded_tokens / throughput(device) + steps * 0.05
+    tokens = steps * batch_size * mean_tokens
+    return size.load_seconds + 6 * size.params * tokens / throughput(device, training=True) + steps * 0.05
 
 
 def eval_seconds(size: ModelSize, items: dict[str, tuple[int, float, bool]], batch_size: int,
