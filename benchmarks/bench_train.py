@@ -10,7 +10,7 @@ original runs it: HF Trainer, DataCollatorForLanguageModeling padding to a multi
 checkpointing on. Each trainer runs in its own subprocess so that peak memory (ru_maxrss) is its
 own. Throughput counts real (non-pad) tokens only, timed over the training loop (model loading
 excluded). FLOP/s uses 6 x parameters x tokens against a measured fp32 matmul peak. Targets: >= 1.5x the reference, >= 75% of
-peak, final loss matched, peak memory of a SmolLM2 full finetune <= 3 GB.
+peak, final loss matched, peak memory of a SmolLM2 full finetune <= 3 GB (printed in GiB = 2^30 bytes, as ru_maxrss / 2^20).
 """
 
 from __future__ import annotations
@@ -200,7 +200,7 @@ def main() -> None:
         gflops = 6 * n_params * tok_s / 1e9
         print(f"{which:>13}: {tok_s:7.1f} tokens/s  {r['seconds']:6.1f} s  {gflops:5.1f} GFLOP/s ({100 * gflops / peak:4.1f}% of peak)"
               f"  last-step loss {r['losses'][-1]:.3f}  final model on all rows {r['final_model_loss']:.3f}"
-              f"  peak RSS {r['peak_rss_gb']:.2f} GB  median step: {r['median_tok_s']:.1f} tokens/s")
+              f"  peak RSS {r['peak_rss_gb']:.2f} GiB  median step: {r['median_tok_s']:.1f} tokens/s")
     for label, key in (("whole loop", None), ("median step", "median_tok_s")):
         speed = {w: (r[key] if key else r["tokens"] / r["seconds"]) for w, r in results.items()}
         print(f"speed-up vs reference ({label}): ours {speed['ours'] / speed['reference']:.2f}x, ours with "
