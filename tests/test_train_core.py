@@ -530,3 +530,17 @@ def test_one_step_matches_hf_trainer(tiny_model_dir, corpus_file, tmp_path):
     diffs = torch.cat([(ours_state[k] - v).abs().flatten() for k, v in hf_state.items()])
     assert (diffs > 1e-6).float().mean() < 1e-3 and diffs.max() <= 2.01e-3, ((diffs > 1e-6).sum(), diffs.max())
     assert read_log(ours)[0]["loss"] == pytest.approx(hf_loss[0], rel=1e-4)
+
+
+@pytest.mark.parametrize("engine", ["FSDP", "DEEPSPEED"])
+def test_sharding_engines_are_refused_with_a_user_error(engine):
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    from factlearn.train.trainer import check_engine
+
+    with pytest.raises(UserError, match="not supported by factlearn train yet.*DDP"):
+        check_engine(SimpleNamespace(distributed_type=getattr(DistributedType, engine)))
+    for fine in ("NO", "MULTI_CPU", "MULTI_GPU"):
+        check_engine(SimpleNamespace(distributed_type=getattr(DistributedType, fine)))

@@ -8,7 +8,7 @@ previous checkpoint as the newest complete one.
 
 Hand-written rather than `accelerator.save_state` because that saves the whole model (540 MB per
 LoRA checkpoint of a 135M model instead of 80 MB) and knows nothing of our data position. Sharded
-engines (DeepSpeed ZeRO-3, FSDP) would need `accelerator.save_state`; not wired up yet.
+engines (DeepSpeed, FSDP) would need `accelerator.save_state`; the trainer refuses them (check_engine).
 """
 
 from __future__ import annotations

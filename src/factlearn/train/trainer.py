@@ -13,10 +13,7 @@ of active forgetting; this loop projects only the positions that carry loss.
 Scale out: the same code runs under `accelerate launch`:
     accelerate launch --multi_gpu --num_processes 2 -m factlearn train cpu_small      # DDP (gloo on CPU)
     accelerate launch --num_processes 8 -m factlearn train finetune_full model=...    # 8 GPUs, DDP
-DeepSpeed or FSDP: create a config with `accelerate config` (choose DeepSpeed ZeRO-2/3 or FSDP) and
-pass it with `accelerate launch --config_file ds.yaml -m factlearn train ...`; the model, optimizer
-and backward go through the Accelerator, which applies the engine. (Checkpoints of sharded engines
-need accelerate's own save_state, not wired up yet; run those with checkpoint_every=0.)
+FSDP and DeepSpeed are refused with a one-line error (check_engine): see its docstring for why.
 """
 
 from __future__ import annotations
@@ -186,6 +183,23 @@ def make_accelerator(cfg: TrainConfig):
     return Accelerator(cpu=not cuda, mixed_precision=precision)
 
 
+def check_engine(accelerator) -> None:
+    """Refuse FSDP and DeepSpeed before any work: this loop is written for DDP (or one process).
+
+    Why: it builds a fresh optimizer for each phase (after a forgetting reset) and saves full weights
+    and the optimizer state from the main process; DeepSpeed needs model and optimizer prepared
+    together, and both engines shard state that the saves here would miss. Untestable without GPUs,
+    so refused rather than half-supported.
+    """
+    from accelerate.utils import DistributedType
+
+    engines = {DistributedType.FSDP: "FSDP", DistributedType.DEEPSPEED: "DeepSpeed"}
+    if accelerator.distributed_type in engines:
+        raise UserError(f"{engines[accelerator.distributed_type]} is not supported by factlearn train yet (its "
+                        "optimizer and saves assume full weights on every process); launch with DDP instead: "
+                        "accelerate launch --multi_gpu --num_processes N -m factlearn train ...")
+
+
 def build_model(cfg: TrainConfig, device: str):
     """Load the model (fp32 master weights) and apply the method; validate the forgetting layer."""
     from factlearn.models import load_model
@@ -332,6 +346,7 @@ def train(cfg: TrainConfig, eval_hook: EvalHook | None = None, resume: bool = Fa
     from factlearn.config import to_yaml
 
     accelerator = make_accelerator(cfg)
+    check_engine(accelerator)
     if accelerator.device.type == "cpu":
         keep_freed_memory_on_cpu()
     save = Path(cfg.save)
