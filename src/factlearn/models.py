@@ -282,6 +282,11 @@ def attach_adapter(model, adapter: str | Path, trainable: bool = False):
                         "pass the base model it was trained on") from None
 
 
+def unwrap_peft(model):
+    """The transformers model under a peft wrapper (where the decoder, embeddings and config live), or `model`."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def describe(model) -> str:
     """One-line summary of a loaded model."""
     cfg = model.config

@@ -96,8 +96,9 @@ def _pad_id(tokenizer) -> int:
 
 
 def _supports_logits_to_keep(model) -> bool:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "logits_to_keep" in inspect.signature(base.forward).parameters
+    from factlearn.models import unwrap_peft
+
+    return "logits_to_keep" in inspect.signature(unwrap_peft(model).forward).parameters
 
 
 def _tail_logits(model, ids, mask, keep: int):

@@ -62,12 +62,13 @@ def causal_lm_loss_module(model):
     import torch
     import torch.nn.functional as F
 
+    from factlearn.models import unwrap_peft
+
     class CausalLMLoss(torch.nn.Module):
         def __init__(self, lm):
             super().__init__()
             self.lm = lm
-            base = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
-            embed, head = base.get_input_embeddings(), base.get_output_embeddings()
+            embed, head = self.base.get_input_embeddings(), self.base.get_output_embeddings()
             tied = type(embed) is torch.nn.Embedding and head is not None and embed.weight is head.weight
             distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
             # Tied input/output embeddings (SmolLM2): autograd would sum the lookup's gradient and the
@@ -75,15 +76,19 @@ def causal_lm_loss_module(model):
             # Instead the lookup reads a detached weight and add_lookup_grads() adds its rows into the
             # head's gradient in place. Not under DDP: its reducer only sees gradients from autograd.
             self.lookup_in_place = tied and embed.weight.requires_grad and not distributed
-            self._lookups: list[tuple] = []
+            self._lookup = None  # (input ids, detached embeddings) of the last forward, until its backward
+
+        @property
+        def base(self):
+            return unwrap_peft(self.lm)
 
         def forward(self, input_ids, attention_mask=None, position_ids=None):
             """Padded rows (attention_mask) or packed rows (position_ids restarting at 0 per row)."""
-            base = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
+            base = self.base
             inputs = {"input_ids": input_ids}
             if self.lookup_in_place and torch.is_grad_enabled():
                 embeds = F.embedding(input_ids, base.get_input_embeddings().weight.detach()).requires_grad_()
-                self._lookups = [(input_ids, embeds)]  # one forward per backward; never accumulates
+                self._lookup = (input_ids, embeds)  # one forward per backward: replaced, never accumulated
                 inputs = {"inputs_embeds": embeds}
             hidden = base.get_decoder()(**inputs, attention_mask=attention_mask, position_ids=position_ids,
                                         use_cache=False).last_hidden_state
@@ -99,18 +104,16 @@ def causal_lm_loss_module(model):
             return F.cross_entropy(logits, input_ids[:, 1:][carries_loss], reduction="sum")
 
         def add_lookup_grads(self) -> None:
-            """After each backward: add the embedding lookups' gradients into the tied weight's .grad."""
-            if not self._lookups:
+            """After each backward: add the embedding lookup's gradient into the tied weight's .grad."""
+            if self._lookup is None:
                 return
-            base = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
-            weight = base.get_input_embeddings().weight
+            (ids, embeds), self._lookup = self._lookup, None
+            weight = self.base.get_input_embeddings().weight
             if weight.grad is None:
                 weight.grad = torch.zeros_like(weight)
-            with torch.no_grad():
-                for ids, embeds in self._lookups:
-                    if embeds.grad is not None:
-                        weight.grad.index_add_(0, ids.reshape(-1), embeds.grad.reshape(-1, embeds.shape[-1]))
-            self._lookups.clear()
+            if embeds.grad is not None:
+                with torch.no_grad():
+                    weight.grad.index_add_(0, ids.reshape(-1), embeds.grad.reshape(-1, embeds.shape[-1]))
 
     return CausalLMLoss(model)
 
@@ -144,7 +147,9 @@ def packing_matches_padding(loss_module, rows: list[list[int]], pad_id: int, dev
 
 def attention_costs(model) -> tuple[float, float]:
     """(FLOPs per token for the weights, FLOPs per attended query-key pair), for pack_pays_off."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    from factlearn.models import unwrap_peft
+
+    base = unwrap_peft(model)
     config = base.config.get_text_config() if hasattr(base.config, "get_text_config") else base.config
     hidden = int(getattr(config, "hidden_size", 0) or 0)
     return 2.0 * sum(p.numel() for p in base.parameters()), 4.0 * hidden * forgetting.num_layers(base)
