@@ -544,3 +544,12 @@ def test_sharding_engines_are_refused_with_a_user_error(engine):
         check_engine(SimpleNamespace(distributed_type=getattr(DistributedType, engine)))
     for fine in ("NO", "MULTI_CPU", "MULTI_GPU"):
         check_engine(SimpleNamespace(distributed_type=getattr(DistributedType, fine)))
+
+
+def test_default_forget_start_layer_is_one_third_rounded_down():
+    """One home for the rule: the paper resets layers 10..31 of a 32-layer model."""
+    from factlearn.train.config import default_forget_start_layer
+
+    assert default_forget_start_layer(30) == 10
+    assert default_forget_start_layer(32) == 10
+    assert default_forget_start_layer(2) == 1

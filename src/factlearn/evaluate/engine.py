@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from factlearn.errors import UserError
+from factlearn.versions import stack_versions
 from factlearn.evaluate.fewshot import Prompt, build_prompts
 from factlearn.evaluate.metrics import GENERATIVE_METRICS, choice_predictions, mean
 from factlearn.evaluate.tasks import GENERATE, Task, get_tasks
@@ -364,18 +365,6 @@ def evaluate(model, tokenizer, tasks: list[str] | str | None = None, data=None, 
 
 # --------------------------------------------------------------------------- output
 
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for name in ("factlearn", "torch", "transformers", "peft", "datasets"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            pass
-    return out
-
-
 def save_results(result: EvalResult, out_dir: str | Path, extra_config: dict | None = None) -> Path:
     """Write records/<task>.jsonl, then results.json (metrics, config, versions, timing); each atomically.
 
@@ -388,7 +377,7 @@ def save_results(result: EvalResult, out_dir: str | Path, extra_config: dict | N
         atomic_write_jsonl(out_dir / "records" / f"{task}.jsonl", records)
     atomic_write_json(out_dir / "results.json", {
         "metrics": result.metrics, "config": {**result.config, **(extra_config or {})},
-        "versions": _versions(), "timing_s": result.timing})
+        "versions": stack_versions(), "timing_s": result.timing})
     return out_dir / "results.json"
 
 

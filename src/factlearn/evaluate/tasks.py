@@ -44,6 +44,16 @@ class Task:
     max_new_tokens: int = 50
     choice_labels: tuple[str, ...] = LETTERS
     fields: tuple[str, ...] = field(default=("question", "answer"))
+    short_name: str = ""  # column title in tables and plots; the task name when empty
+
+    @property
+    def headline_metric(self) -> str:
+        """The metric a table shows for this task and an ablation tracks: the first of `metrics`."""
+        return self.metrics[0]
+
+    @property
+    def title(self) -> str:
+        return self.short_name or self.name
 
     def _values(self, doc: dict) -> dict:
         values = dict(doc)
@@ -76,23 +86,28 @@ class Task:
         return [" " + lab for lab in self.choice_labels]
 
 
-def generative_task(config: str) -> Task:
+def generative_task(config: str, short_name: str = "") -> Task:
     return Task(name=config, config=config, kind=GENERATE, prompt_format="Question: {question} Answer:",
-                target_format=" {answer}", metrics=("exact_match", "f1"))
+                target_format=" {answer}", metrics=("exact_match", "f1"), short_name=short_name)
 
 
-def multiple_choice_task(config: str) -> Task:
+def multiple_choice_task(config: str, short_name: str = "") -> Task:
     return Task(name=config, config=config, kind=MULTIPLE_CHOICE, description=MC_DESCRIPTION,
                 prompt_format="{question}\n{choice_lines}Answer:", target_format=" {label}",
-                metrics=("acc", "acc_norm"), fields=("question", "choices", "answer"))
+                metrics=("acc", "acc_norm"), fields=("question", "choices", "answer"), short_name=short_name)
 
 
 # The seven CCA eval configs are the built-in tasks; the data schema is their single source.
 ALL_TASKS: tuple[str, ...] = EVAL_CONFIGS
 _MC = set(MC_CONFIGS)
 
+SHORT_NAMES = {"Eval_QA": "QA", "Eval_multiple_choice": "MC", "Eval_reverse": "Reverse",
+               "Eval_indirect_reasoning": "Indirect", "Eval_2hop_reasoning": "2-hop MC",
+               "Eval_2hop_reasoning_raw": "2-hop", "Eval_animal_commonsense": "Commonsense"}
+
 TASKS: dict[str, Task] = {
-    name: (multiple_choice_task(name) if name in _MC else generative_task(name)) for name in ALL_TASKS
+    name: (multiple_choice_task if name in _MC else generative_task)(name, SHORT_NAMES.get(name, ""))
+    for name in ALL_TASKS
 }
 
 

@@ -7,30 +7,16 @@ finished (an interrupted run) are listed as missing, and the report shows what e
 from __future__ import annotations
 
 import json
-import platform
 import shutil
-import sys
 from pathlib import Path
 
 from factlearn.atomic import atomic_write_json, atomic_write_text
 from factlearn.errors import UserError
 from factlearn.report.cells import CellStore
+from factlearn.versions import stack_versions
 from factlearn.report.tables import ordered_tasks, table_rows, to_csv, to_markdown
 
 PLOTS = "plots"
-
-
-def versions() -> dict[str, str]:
-    """Versions of the stack, for results.json (results depend on them)."""
-    from importlib import metadata
-
-    out = {"python": sys.version.split()[0], "platform": platform.platform()}
-    for pkg in ("factlearn", "torch", "transformers", "peft", "datasets", "accelerate"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = None
-    return out
 
 
 def read_plan(run_dir: Path) -> dict:
@@ -49,7 +35,7 @@ def collect_results(run_dir: str | Path) -> dict:
     invocation_file = run_dir / "last_invocation.json"
     invocation = json.loads(invocation_file.read_text()) if invocation_file.is_file() else {}
     out: dict = {"run_config": plan["run_config"], "world": plan["world"], "models": plan["models"],
-                 "versions": versions(), "cells": [], "evaluations": [], "probes": [], "ablations": [],
+                 "versions": stack_versions(), "cells": [], "evaluations": [], "probes": [], "ablations": [],
                  "training": []}
     stage_seconds: dict[str, float] = {}
     stage_cpu: dict[str, float] = {}

@@ -22,6 +22,7 @@ from factlearn.errors import UserError
 from factlearn.report import estimate
 from factlearn.report.cells import Cell, CellStore, stable_hash, topological
 from factlearn.report.config import RunConfig
+from factlearn.train.config import default_forget_start_layer
 
 CONDITION_OF_CORPUS = {"Corpus_narrative": "narrative", "Corpus_referencing": "referencing"}
 MC_TASKS = ("Eval_multiple_choice", "Eval_2hop_reasoning")
@@ -101,7 +102,7 @@ def forget_start_layer(cfg: RunConfig, num_layers: int) -> int:
     """The first reset layer: as configured, else one third of the layers (paper: 10 of 32)."""
     start = cfg.forgetting.start_layer
     if start is None:
-        start = max(1, round(num_layers / 3))
+        start = default_forget_start_layer(num_layers)
     if start >= num_layers:
         raise UserError(f"forgetting.start_layer={start} leaves nothing to reset in a {num_layers}-layer model; "
                         f"choose 1..{num_layers - 1}")

@@ -17,6 +17,15 @@ DTYPES = ("auto", "fp32", "float32", "bf16", "bfloat16", "fp16", "float16")
 LORA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
+def default_forget_start_layer(num_layers: int) -> int:
+    """The first layer active forgetting resets when none is given: layers [n // 3, n) are reset.
+
+    The paper resets the upper two thirds (`forget_start_layer=10` of Llama-3-8B's 32 layers), so the
+    boundary rounds down. This is the single home of the rule; the grid and error messages use it.
+    """
+    return max(1, num_layers // 3)
+
+
 @dataclass
 class LoraSection:
     """peft LoraConfig fields. Defaults are the original's: rsLoRA r 64, alpha 16, every projection."""
@@ -146,7 +155,7 @@ class TrainConfig:
         start = self.forget.start_layer
         if start is not None and not 0 <= start < num_layers:
             raise UserError(f"forget.start_layer={start} is outside the model's layers 0..{num_layers - 1}; "
-                            f"pick a layer in that range (the paper resets the upper 2/3, ~{num_layers // 3})")
+                            f"pick a layer in that range (the paper resets the upper 2/3, {default_forget_start_layer(num_layers)})")
 
 
 def load_train_config(name_or_path: str | None = "cpu_small", overrides: list[str] | None = None) -> TrainConfig:
