@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from factlearn.evaluate import TASKS, Task, evaluate, register_task, save_results, score_continuations
-from factlearn.evaluate.engine import encode_pair, generate_until, score_choices
+from factlearn.evaluate.scoring import encode_pair, generate_until, score_choices
 from factlearn.models import load_model
 
 

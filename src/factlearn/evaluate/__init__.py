@@ -3,8 +3,9 @@
 Light to import: torch and transformers are imported inside the functions that need them.
 """
 
-from factlearn.evaluate.engine import (EvalResult, evaluate, generate_until, results_table, save_results,
-                                       score_choices, score_continuations)
+from factlearn.evaluate.engine import EvalResult, evaluate
+from factlearn.evaluate.results import results_table, save_results
+from factlearn.evaluate.scoring import generate_until, score_choices, score_continuations
 from factlearn.evaluate.fewshot import Prompt, build_prompts
 from factlearn.evaluate.tasks import ALL_TASKS, TASKS, Task, get_tasks, register_task
 

@@ -108,7 +108,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    from factlearn.evaluate.engine import evaluate, results_table, save_results
+    from factlearn.evaluate.engine import evaluate
+    from factlearn.evaluate.results import results_table, save_results
     from factlearn.models import describe, load_model
 
     console = Console(stderr=True)
