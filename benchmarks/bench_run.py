@@ -33,8 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from factlearn.report.config import load_run_config
-    from factlearn.report.runner import run_grid
+    from factlearn.run.config import load_run_config
+    from factlearn.run.runner import run_grid
 
     overrides = list(args.overrides)
     tmp = Path(tempfile.mkdtemp(prefix="bench_run_"))

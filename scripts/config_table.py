@@ -23,7 +23,7 @@ MARKER = re.compile(r"(<!-- CONFIG-TABLE:(\w+) -->\n)(.*?)(<!-- /CONFIG-TABLE:\2
 
 
 def schemas() -> dict[str, type]:
-    from factlearn.report.config import RunConfig
+    from factlearn.run.config import RunConfig
     from factlearn.train.config import TrainConfig
 
     return {"train": TrainConfig, "run": RunConfig}

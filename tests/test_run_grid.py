@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from factlearn.report.config import load_run_config
-from factlearn.report.runner import run_grid
+from factlearn.run.config import load_run_config
+from factlearn.run.runner import run_grid
 
 TASKS = ["Eval_QA", "Eval_multiple_choice", "Eval_reverse", "Eval_indirect_reasoning", "Eval_2hop_reasoning",
          "Eval_2hop_reasoning_raw", "Eval_animal_commonsense"]
@@ -122,7 +122,7 @@ def test_report_command_rebuilds_without_computing(tiny_run):
 def test_changed_setting_recomputes_only_affected_cells(tiny_run, tmp_path):
     import shutil
 
-    from factlearn.report.grid import plan_run
+    from factlearn.run.plan import plan_run
 
     run_dir, first, cfg = tiny_run
     copy = tmp_path / "copy"

@@ -7,9 +7,9 @@ import time
 import pytest
 
 from factlearn.errors import UserError
-from factlearn.report.cells import Cell, CellStore, stable_hash, topological
-from factlearn.report.config import ALL_EVAL_TASKS, load_run_config
-from factlearn.report.progress import Estimator, format_seconds
+from factlearn.run.cells import Cell, CellStore, stable_hash, topological
+from factlearn.run.config import ALL_EVAL_TASKS, load_run_config
+from factlearn.run.progress import Estimator, format_seconds
 from factlearn.report.tables import table_rows, to_csv, to_markdown
 
 

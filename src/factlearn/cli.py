@@ -22,6 +22,7 @@ STAGE_MODULES = (
     "factlearn.train.cli",
     "factlearn.evaluate.cli",
     "factlearn.analyze.cli",
+    "factlearn.run.cli",
     "factlearn.report.cli",
 )
 
@@ -44,13 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full Python tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for name in STAGE_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if not (e.name and (name == e.name or name.startswith(e.name + "."))):
-                raise
-            continue  # stage not built yet
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 

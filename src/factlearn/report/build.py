@@ -12,7 +12,7 @@ from pathlib import Path
 
 from factlearn.atomic import atomic_write_json, atomic_write_text
 from factlearn.errors import UserError
-from factlearn.report.cells import CellStore
+from factlearn.run.cells import CellStore
 from factlearn.versions import stack_versions
 from factlearn.report.tables import ordered_tasks, table_rows, to_csv, to_markdown
 

@@ -12,7 +12,7 @@ import html
 import json
 from pathlib import Path
 
-from factlearn.report.progress import format_seconds
+from factlearn.run.progress import format_seconds
 from factlearn.report.tables import column_title, format_value, metric_of
 
 EXPLAIN = {

@@ -19,9 +19,9 @@ from typing import Any
 from factlearn.atomic import atomic_write_json, atomic_write_jsonl, atomic_write_text
 from factlearn.config import to_dict, to_yaml
 from factlearn.errors import UserError
-from factlearn.report import estimate
-from factlearn.report.cells import Cell, CellStore, stable_hash, topological
-from factlearn.report.config import RunConfig
+from factlearn.run import estimate
+from factlearn.run.cells import Cell, CellStore, stable_hash, topological
+from factlearn.run.config import RunConfig
 from factlearn.train.config import default_forget_start_layer
 
 CONDITION_OF_CORPUS = {"Corpus_narrative": "narrative", "Corpus_referencing": "referencing"}

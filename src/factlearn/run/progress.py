@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from factlearn.report.cells import Cell
+from factlearn.run.cells import Cell
 
 
 class Estimator:

@@ -17,10 +17,10 @@ from rich.console import Console
 
 from factlearn.atomic import atomic_write_json
 from factlearn.config import save_config, to_dict
-from factlearn.report.cells import CellStore
-from factlearn.report.config import RunConfig
-from factlearn.report.grid import Plan, plan_run, save_world
-from factlearn.report.progress import RunProgress
+from factlearn.run.cells import CellStore
+from factlearn.run.config import RunConfig
+from factlearn.run.plan import Plan, plan_run, save_world
+from factlearn.run.progress import RunProgress
 
 PLAN_FILE = "plan.json"
 INVOCATION_FILE = "last_invocation.json"
@@ -52,7 +52,7 @@ def run_grid(cfg: RunConfig, run_dir: str | Path, console: Console | None = None
              profile: str | None = None) -> RunOutcome:
     """Run every unfinished cell of `cfg` in `run_dir`, then (re)write the report files there."""
     from factlearn.report.build import build_report
-    from factlearn.report.steps import Executor
+    from factlearn.run.execute import Executor
 
     # A fixed file, not "whatever sys.stderr is": training redirects sys.stderr while it runs.
     console = console or Console(file=sys.stderr)

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from factlearn.atomic import atomic_write_jsonl, atomic_write_text
 from factlearn.config import to_dict
-from factlearn.report.cells import Cell, CellStore
+from factlearn.run.cells import Cell, CellStore
 
 TRAINED_SUBDIR = "model"
 CURVE_LOG = "curve_log.jsonl"  # the whole training history of the cell's model (both passes with forgetting)

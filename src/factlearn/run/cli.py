@@ -1,0 +1,55 @@
+"""`factlearn run`: the experiment grid, end to end (plan, run the unfinished cells, write the report).
+
+Light at import: the grid, torch and transformers load inside the command function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run", help="the paper's experiment grid end to end: train, evaluate, probe, ablate, report",
+        description="Generate a world, train on Narrative and Referencing text (and Narrative with active "
+        "forgetting), evaluate base and trained models on the seven 5-shot tasks, run the probes and the "
+        "layer-wise ablation, and write results.json, table.md/.csv, plots and report.html into the run "
+        "folder. Finished cells are reused on a rerun; a changed setting recomputes only what it affects. "
+        "Profiles: default (CPU-sized, <= 15 min on 2 cores), paper (20 countries, original recipe, 3 seeds).")
+    p.add_argument("profile", nargs="?", default="default",
+                   help="run profile name (default, paper) or a run config .yaml (default: default)")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="config overrides, e.g. seeds=[1,2,3] 'models=[smollm2-135m]' methods=[full,lora] "
+                        "eval_limit=20 analyses=[probe] recipes.full.overrides=[epochs=5]")
+    p.add_argument("--out", default=None, metavar="DIR", help="run folder (default: the config's `out`, else runs/<profile>)")
+    p.set_defaults(func=run_command)
+
+
+def _profile_and_overrides(args) -> tuple[str, list[str]]:
+    """`factlearn run seeds=[1,2]` puts the override in the profile slot; move it back."""
+    profile, overrides = args.profile, list(args.overrides)
+    if "=" in profile:
+        overrides.insert(0, profile)
+        profile = "default"
+    return profile, overrides
+
+
+def run_command(args) -> int:
+    from rich.console import Console
+
+    from factlearn.atomic import check_output_path
+    from factlearn.report.cli import print_summary
+    from factlearn.run.config import load_run_config
+    from factlearn.run.runner import run_grid
+
+    profile, overrides = _profile_and_overrides(args)
+    cfg = load_run_config(profile, overrides)
+    name = Path(profile).stem if profile.endswith((".yaml", ".yml")) else profile
+    run_dir = Path(args.out or cfg.out or Path("runs") / name)
+    check_output_path(run_dir, folder=True)
+    console = Console(file=sys.stderr)
+    outcome = run_grid(cfg, run_dir, console=console, profile=name)
+    print_summary(run_dir, outcome.seconds, len(outcome.executed), len(outcome.reused))
+    return 0
