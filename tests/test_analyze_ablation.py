@@ -10,8 +10,9 @@ import sys
 import pytest
 import torch
 
-from factlearn.analyze.ablation import FullDelta, LoraDelta, delta_switch, group_of, k_grid
+from factlearn.analyze.ablation import FullDelta, LoraDelta, delta_switch, k_grid
 from factlearn.errors import UserError
+from factlearn.layers import decoder_layers_prefix, group_of
 from factlearn.models import load_model
 
 
@@ -33,12 +34,25 @@ def logits(model, tok, text="The capital city of Andoria is Copperton."):
 
 
 def test_group_names():
-    assert group_of("model.layers.12.mlp.down_proj.weight") == "layer.12"
-    assert group_of("base_model.model.model.layers.3.self_attn.q_proj.lora_A.default.weight") == "layer.3"
-    assert group_of("transformer.h.0.attn.c_attn.weight") == "layer.0"
-    assert group_of("model.embed_tokens.weight") == "embeddings"
-    assert group_of("model.norm.weight") == "head" and group_of("lm_head.weight") == "head"
-    assert group_of("score.bias") == "other"
+    llama = "model.layers"  # the decoder layer list's path, as decoder_layers_prefix finds it
+    assert group_of("model.layers.12.mlp.down_proj.weight", llama) == "layer.12"
+    assert group_of("base_model.model.model.layers.3.self_attn.q_proj.lora_A.default.weight", llama) == "layer.3"
+    assert group_of("transformer.h.0.attn.c_attn.weight", "transformer.h") == "layer.0"
+    assert group_of("model.embed_tokens.weight", llama) == "embeddings"
+    assert group_of("model.norm.weight", llama) == "head" and group_of("lm_head.weight", llama) == "head"
+    assert group_of("score.bias", llama) == "other"
+
+
+def test_ablation_and_forgetting_share_one_layer_rule(perturbed):
+    """The ablation's layer groups are exactly the layers active forgetting resets."""
+    from factlearn.train.forgetting import snapshot_upper_layers
+
+    model, base, _ = perturbed
+    assert decoder_layers_prefix(model) == "model.layers"
+    switch = delta_switch(model, base)
+    upper = set(snapshot_upper_layers(model, 2))  # what forgetting with start_layer=2 resets
+    in_upper_groups = {name for g in ("layer.2", "layer.3") for name, *_ in switch._params[g]}
+    assert upper == in_upper_groups and len(upper) == 18
 
 
 def test_k_grid():
@@ -162,7 +176,8 @@ def trained_full(tiny_model_dir, tmp_path_factory):
 
 
 def test_sweep_ends_are_finetuned_and_base_exactly(tiny_model_dir, trained_full, world, tmp_path):
-    from factlearn.analyze.ablation import item_scores, plot_ablation, run_ablation
+    from factlearn.analyze.ablation import item_scores, run_ablation
+    from factlearn.analyze.ablation_plot import plot_ablation
     from factlearn.evaluate import evaluate
 
     model, tok = load_model(str(trained_full), device="cpu")

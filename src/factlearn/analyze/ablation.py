@@ -5,7 +5,7 @@ transformer layers ("bottom-up") and, separately, from the last k layers ("top-d
 QA and multiple choice at each k. Paper: after Narrative training QA depends on the middle layers and
 MC on the lower ones; after Referencing training both depend on the lower layers.
 
-Parameters are grouped by layer index from their names (`model.layers.{i}.…`, `transformer.h.{i}.…`).
+Parameters are grouped by decoder layer with factlearn.layers' rule (the one active forgetting uses).
 Embeddings, the final norm + LM head, and anything else are their own groups ("embeddings", "head",
 "other"): the sweeps touch transformer layers only, and separate entries report removing Δ from the
 embeddings alone, from the head alone, and from everything (which must reproduce the base model).
@@ -19,38 +19,16 @@ and a fixed evaluation subset (`limit` items per task) with a user-chosen k grid
 from __future__ import annotations
 
 import contextlib
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from factlearn.atomic import atomic_write_json
 from factlearn.errors import UserError
+from factlearn.layers import EMBEDDINGS, HEAD, OTHER, decoder_layers_prefix, group_of, layer_group, num_layers
 
 DEFAULT_TASKS = ("Eval_QA", "Eval_multiple_choice")
 DEFAULT_LIMIT = 20
-# The metric plotted per task: accuracy for multiple choice, exact match for generation.
-PRIMARY_METRICS = ("acc", "exact_match")
-
-_LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks|layer)\.(\d+)\.")
-_EMBED = re.compile(r"(?:^|\.)(?:embed_tokens|embed_positions|wte|wpe|embeddings?)(?:\.|$)")
-_HEAD = re.compile(r"(?:^|\.)(?:lm_head|norm|ln_f|final_layer_norm|final_layernorm)(?:\.|$)")
-
-
-def group_of(name: str) -> str:
-    """The ablation group of a parameter name: 'layer.{i}', 'embeddings', 'head' or 'other'."""
-    m = _LAYER.search(name)
-    if m:
-        return f"layer.{int(m.group(1))}"
-    if _EMBED.search(name):
-        return "embeddings"
-    if _HEAD.search(name):
-        return "head"
-    return "other"
-
-
-def layer_group(i: int) -> str:
-    return f"layer.{i}"
 
 
 class DeltaSwitch:
@@ -93,7 +71,7 @@ class DeltaSwitch:
         self.apply(frozenset())
 
     def all_group_names(self) -> list[str]:
-        return [layer_group(i) for i in range(self.num_layers)] + ["embeddings", "head", "other"]
+        return [layer_group(i) for i in range(self.num_layers)] + [EMBEDDINGS, HEAD, OTHER]
 
     @contextlib.contextmanager
     def removed_groups(self, groups: set[str] | frozenset[str]) -> Iterator[None]:
@@ -114,10 +92,11 @@ class FullDelta(DeltaSwitch):
 
     kind = "full"
 
-    def __init__(self, model, base_state: dict[str, Any], num_layers: int):
+    def __init__(self, model, base_state: dict[str, Any]):
         import torch
 
-        super().__init__(num_layers)
+        super().__init__(num_layers(model))
+        prefix = decoder_layers_prefix(model)
         self._params: dict[str, list[tuple[str, Any, Any, Any]]] = {}
         params = dict(model.named_parameters())  # deduplicated: a tied lm_head appears once, as embeddings
         missing = [n for n in params if n not in base_state]
@@ -133,7 +112,7 @@ class FullDelta(DeltaSwitch):
             if torch.equal(base, param.data):
                 continue  # unchanged by finetuning: nothing to switch
             entry = (name, param, base.clone(), param.data.clone())
-            self._params.setdefault(group_of(name), []).append(entry)
+            self._params.setdefault(group_of(name, prefix), []).append(entry)
 
     def groups(self) -> list[str]:
         return [g for g in self.all_group_names() if g in self._params]
@@ -142,7 +121,7 @@ class FullDelta(DeltaSwitch):
     def from_models(model, base_model) -> "FullDelta":
         """Build from two loaded models of the same architecture (the base is only read)."""
         state = {n: p.detach() for n, p in base_model.named_parameters()}
-        return FullDelta(model, state, model.config.num_hidden_layers)
+        return FullDelta(model, state)
 
     def _set(self, group: str, removed: bool) -> None:
         import torch
@@ -174,12 +153,12 @@ class LoraDelta(DeltaSwitch):
     def __init__(self, peft_model):
         from peft.tuners.tuners_utils import BaseTunerLayer
 
-        super().__init__(peft_model.config.num_hidden_layers if hasattr(peft_model.config, "num_hidden_layers")
-                         else peft_model.get_base_model().config.num_hidden_layers)
+        super().__init__(num_layers(peft_model))
+        prefix = decoder_layers_prefix(peft_model)
         self._modules: dict[str, list[tuple[str, Any]]] = {}
         for name, module in peft_model.named_modules():
             if isinstance(module, BaseTunerLayer):
-                self._modules.setdefault(group_of(name + "."), []).append((name, module))
+                self._modules.setdefault(group_of(name, prefix), []).append((name, module))
         if not self._modules:
             raise UserError("the model has no LoRA adapter modules; for a full finetune pass --base "
                             "with the model it was finetuned from")
@@ -243,12 +222,11 @@ def k_grid(num_layers: int, k_step: int | None = None, ks: Sequence[int] | None 
     return sorted(set(range(0, num_layers + 1, step)) | {num_layers})
 
 
-def primary_metric(metrics: dict[str, float]) -> str:
-    """The metric plotted for a task: acc (multiple choice) or exact_match (generative)."""
-    for m in PRIMARY_METRICS:
-        if m in metrics:
-            return m
-    return sorted(metrics)[0]
+def headline_metric(task: str) -> str:
+    """The metric an ablation tracks for a task: the task's headline metric (factlearn.evaluate.tasks)."""
+    from factlearn.evaluate import get_tasks
+
+    return get_tasks([task])[0].headline_metric
 
 
 @dataclass
@@ -283,7 +261,7 @@ class AblationResult:
 
     def series(self, sweep: str, task: str, metric: str | None = None) -> tuple[list[int], list[float]]:
         rows = self.sweeps[sweep]
-        metric = metric or primary_metric(rows[0]["metrics"][task])
+        metric = metric or headline_metric(task)
         return [r["k"] for r in rows], [r["metrics"][task][metric] for r in rows]
 
 
@@ -347,35 +325,3 @@ def _tied(model) -> bool:
         return model.get_output_embeddings().weight is model.get_input_embeddings().weight
     except AttributeError:
         return False
-
-
-def plot_ablation(result: AblationResult, out_png: str | Path, title: str | None = None) -> Path:
-    """Accuracy vs k for both sweeps, one panel per task, with finetuned/base/embeddings/head references."""
-    from factlearn.analyze.plotting import pyplot, save_figure
-
-    plt = pyplot()
-    n = len(result.tasks)
-    fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 4.2), squeeze=False)
-    for ax, task in zip(axes[0], result.tasks):
-        metric = primary_metric(result.sweeps["bottom_up"][0]["metrics"][task])
-        for sweep, style, label in (("bottom_up", "-o", "remove Δ from first k layers (bottom-up)"),
-                                    ("top_down", "-s", "remove Δ from last k layers (top-down)")):
-            xs, ys = result.series(sweep, task, metric)
-            ax.plot(xs, ys, style, ms=4, label=label)
-        refs = (("all", "base model (all Δ removed)", "k"), ("embeddings", "Δ removed from embeddings only", "tab:purple"),
-                ("head", "Δ removed from final norm + head only", "tab:brown"))
-        for name, label, color in refs:
-            if name in result.entries:
-                ax.axhline(result.entries[name]["metrics"][task][metric], ls=":", color=color, lw=1.2, label=label)
-        ax.set_xlabel(f"k (number of layers reset to base, of {result.num_layers})")
-        ax.set_ylabel(f"{task} {metric}")
-        ax.set_xticks(result.k_grid)
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_title(task, fontsize=10)
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7, loc="best")
-    limit = f", {result.limit} items/task" if result.limit else ""
-    fig.suptitle(title or f"Layer-wise ablation of Δ: {result.model} on {result.corpus} "
-                 f"({result.kind} finetune{limit})", fontsize=11)
-    fig.tight_layout()
-    return save_figure(fig, out_png)

@@ -131,7 +131,8 @@ def _parse_k_grid(text: str | None) -> list[int] | None:
 
 
 def run_ablate(args: argparse.Namespace) -> int:
-    from factlearn.analyze.ablation import k_grid, plot_ablation, run_ablation, delta_switch
+    from factlearn.analyze.ablation import delta_switch, k_grid, run_ablation
+    from factlearn.analyze.ablation_plot import plot_ablation
     from factlearn.analyze.runinfo import corpus_label, model_label, read_run_config
     from factlearn.evaluate import TASKS
     from factlearn.models import load_model

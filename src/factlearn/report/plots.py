@@ -71,7 +71,8 @@ def plot_probe_summary(results: dict, plots_dir: Path) -> list[dict]:
 
 def plot_ablations(results: dict, run_dir: Path, plots_dir: Path) -> list[dict]:
     """Accuracy vs number of layers reset to base, one figure per ablated model."""
-    from factlearn.analyze.ablation import AblationResult, plot_ablation
+    from factlearn.analyze.ablation import AblationResult
+    from factlearn.analyze.ablation_plot import plot_ablation
 
     figures = []
     for a in results["ablations"]:

@@ -127,7 +127,8 @@ class Executor:
         return result.to_dict()
 
     def _run_ablate(self, cell: Cell, folder: Path) -> dict:
-        from factlearn.analyze.ablation import delta_switch, plot_ablation, run_ablation
+        from factlearn.analyze.ablation import delta_switch, run_ablation
+        from factlearn.analyze.ablation_plot import plot_ablation
         from factlearn.models import load_model
 
         cfg = self.plan.cfg

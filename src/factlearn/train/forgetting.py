@@ -4,7 +4,8 @@ LoRA: a freshly initialised adapter has B = 0, so re-initialising the adapters o
 makes them exactly pretrained while the lower layers keep what they learned (the original's method:
 a fresh LoRA model with the first run's weights copied in only below the boundary). Full finetune:
 copy the pretrained weights back into the upper layers. Only decoder layers count as layers; the
-embeddings, final norm and (tied) output head keep their change.
+embeddings, final norm and (tied) output head keep their change. Which parameter sits in which layer
+is factlearn.layers' rule, the same one the ablation uses.
 """
 
 from __future__ import annotations
@@ -12,40 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from factlearn.errors import UserError
-
-
-def decoder_layers_prefix(model) -> str:
-    """Module path of the decoder's layer list (e.g. `model.layers`, `transformer.h`), found by shape.
-
-    Found rather than hard-coded so that any architecture whose blocks sit in one ModuleList works.
-    """
-    import torch
-
-    n = num_layers(model)
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.ModuleList) and len(module) == n:
-            return name
-    raise UserError(f"cannot find the {n} decoder layers of {type(model).__name__}; forgetting supports "
-                    "models whose blocks sit in one ModuleList (Llama, Mistral, Qwen, GPT-2, ...)")
-
-
-def num_layers(model) -> int:
-    config = model.config
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    return int(text.num_hidden_layers)
-
-
-def layer_of(name: str, prefix: str) -> int | None:
-    """Decoder layer index in a parameter/module name under `prefix`, or None outside the layers.
-
-    Tolerates the extra wrappers peft puts in front (`base_model.model.`).
-    """
-    marker = prefix + "."
-    at = name.find(marker)
-    if at < 0 or (at > 0 and name[at - 1] != "."):
-        return None
-    head = name[at + len(marker):].split(".", 1)[0]
-    return int(head) if head.isdigit() else None
+from factlearn.layers import decoder_layers_prefix, layer_of, num_layers  # noqa: F401 (num_layers: the trainer's)
 
 
 def snapshot_upper_layers(model, start_layer: int) -> dict:
