@@ -12,10 +12,13 @@ from factlearn.data import (CONFIGS, CORPUS_CONFIGS, EVAL_CONFIGS, RELATION_ANIM
 from factlearn.data import templates as T
 from factlearn.data.audit import keywords_for
 from factlearn.data.build import commonsense_answer
+from factlearn.data.schema import CLOZE_CONFIGS, ORIGINAL_CONFIGS, ORIGINAL_EVAL_CONFIGS
 
 ORIGINAL_ROWS = {"Facts": 40, "Corpus_narrative": 360, "Corpus_referencing": 1920, "Eval_QA": 40, "Eval_reverse": 40,
                  "Eval_multiple_choice": 160, "Eval_indirect_reasoning": 100, "Eval_animal_commonsense": 100,
-                 "Eval_2hop_reasoning": 80, "Eval_2hop_reasoning_raw": 20}
+                 "Eval_2hop_reasoning": 80, "Eval_2hop_reasoning_raw": 20,
+                 # factlearn's additions (cloze forms: one row per distinct MC question)
+                 "Eval_multiple_choice_cloze": 40, "Eval_2hop_reasoning_cloze": 20}
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +27,9 @@ def cca():
 
 
 def test_config_constants():
-    assert len(CONFIGS) == 10 and CORPUS_CONFIGS == ("Corpus_narrative", "Corpus_referencing") and len(EVAL_CONFIGS) == 7
+    assert len(ORIGINAL_CONFIGS) == 10 and CORPUS_CONFIGS == ("Corpus_narrative", "Corpus_referencing")
+    assert len(ORIGINAL_EVAL_CONFIGS) == 7 and CONFIGS == ORIGINAL_CONFIGS + CLOZE_CONFIGS
+    assert EVAL_CONFIGS == ORIGINAL_EVAL_CONFIGS + CLOZE_CONFIGS
     assert {c for c in CONFIGS if SPLIT_OF[c] == "train"} == {"Facts", *CORPUS_CONFIGS}
 
 
@@ -44,7 +49,8 @@ def test_row_counts_scale_with_countries():
     n = {c: len(build_rows(world, c)) for c in CONFIGS}
     assert n == {"Facts": 14, "Corpus_narrative": 126, "Corpus_referencing": 14 * 48, "Eval_QA": 14, "Eval_reverse": 14,
                  "Eval_multiple_choice": 56, "Eval_indirect_reasoning": 35, "Eval_animal_commonsense": 35,
-                 "Eval_2hop_reasoning": 28, "Eval_2hop_reasoning_raw": 7}
+                 "Eval_2hop_reasoning": 28, "Eval_2hop_reasoning_raw": 7,
+                 "Eval_multiple_choice_cloze": 14, "Eval_2hop_reasoning_cloze": 7}
 
 
 def _chain(cca):

@@ -116,10 +116,14 @@ def test_num_fewshot_larger_than_split_allows():
 
 # ------------------------------------------------------------------ registry
 
-def test_seven_tasks_with_the_right_kinds():
-    assert set(ALL_TASKS) <= set(TASKS) and len(ALL_TASKS) == 7
+def test_seven_original_tasks_and_two_cloze_additions_with_the_right_kinds():
+    from factlearn.evaluate.tasks import ORIGINAL_TASKS
+
+    assert set(ALL_TASKS) <= set(TASKS) and len(ORIGINAL_TASKS) == 7 and len(ALL_TASKS) == 9
     assert {t.name for t in get_tasks(None) if t.kind == "multiple_choice"} == {"Eval_multiple_choice",
                                                                                 "Eval_2hop_reasoning"}
+    assert {t.name for t in get_tasks(None) if t.kind == "cloze"} == {"Eval_multiple_choice_cloze",
+                                                                      "Eval_2hop_reasoning_cloze"}
     with pytest.raises(UserError, match="valid tasks: Eval_QA"):
         get_tasks("Eval_QA,Eval_nope")
 

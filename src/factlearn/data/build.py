@@ -14,6 +14,8 @@ Row counts for the canonical world (20 countries, 40 facts) and how they scale w
 | Eval_animal_commonsense  | 100         | 5 per country                                         |
 | Eval_2hop_reasoning      | 80          | 4 per country, gold rotated                           |
 | Eval_2hop_reasoning_raw  | 20          | one per country                                       |
+| Eval_multiple_choice_cloze | 40        | factlearn's addition: one per distinct MC question    |
+| Eval_2hop_reasoning_cloze  | 20        | factlearn's addition: one per distinct 2-hop question |
 
 All match the original's table. Differences from the original, by design: the wording is ours; the
 referencing corpus names the true tail and one fixed partner tail in every row of a fact (so the
@@ -159,13 +161,41 @@ def two_hop_raw_rows(world: World) -> list[Row]:
     return [{"question": T.TWO_HOP_QUESTION.format(country=c.name), "answer": c.animal.name} for c in world.countries]
 
 
+def cloze_rows(mc_rows: list[Row]) -> list[Row]:
+    """One row per distinct question of a multiple-choice config, for cloze scoring.
+
+    The MC configs repeat each question with the gold rotated through A-D; cloze scores each choice's
+    text, so one copy is enough. The j-th distinct question keeps its rotation with the gold at index
+    j mod 4 (when present), so gold positions stay balanced and an argmax tie cannot favour the gold.
+    Works on any source's MC rows, so hub data gets its cloze configs too.
+    """
+    by_question: dict[str, list[Row]] = {}
+    for row in mc_rows:
+        by_question.setdefault(row["question"], []).append(row)
+    out = []
+    for j, rows in enumerate(by_question.values()):
+        wanted = [r for r in rows if int(r["answer"]) == j % 4]
+        row = (wanted or rows)[0]
+        out.append({"question": row["question"], "choices": list(row["choices"]), "answer": int(row["answer"])})
+    return out
+
+
+def _indirect_template(country_index: int, k: int) -> tuple[str, str, str]:
+    return T.INDIRECT[(country_index % 2 + 2 * k) % len(T.INDIRECT)]
+
+
+def indirect_relations(world: World) -> list[str]:
+    """The relation each Eval_indirect_reasoning row asks about, in row order."""
+    return [_indirect_template(i, k)[0] for i in range(len(world.countries)) for k in range(5)]
+
+
 def indirect_rows(world: World) -> list[Row]:
     """Five scenarios per country: alternately 3 capital + 2 animal and 2 capital + 3 animal."""
     rng = rng_for(world.seed, "indirect")
     rows = []
     for i, c in enumerate(world.countries):
         for k in range(5):
-            relation, asks, template = T.INDIRECT[(i % 2 + 2 * k) % len(T.INDIRECT)]
+            relation, asks, template = _indirect_template(i, k)
             name = T.PEOPLE[rng.randrange(len(T.PEOPLE))]
             question = template.format(name=name, country=c.name, city=c.capital, animal=c.animal.name)
             answer = {"city": c.capital, "country": c.name, "animal": c.animal.name}[asks]
@@ -224,6 +254,8 @@ BUILDERS: dict[str, Callable[[World], list[Row]]] = {
     "Eval_animal_commonsense": commonsense_rows,
     "Eval_2hop_reasoning": two_hop_rows,
     "Eval_2hop_reasoning_raw": two_hop_raw_rows,
+    "Eval_multiple_choice_cloze": lambda world: cloze_rows(multiple_choice_rows(world)),
+    "Eval_2hop_reasoning_cloze": lambda world: cloze_rows(two_hop_rows(world)),
 }
 assert tuple(BUILDERS) == CONFIGS
 

@@ -19,7 +19,8 @@ RELATION_ANIMAL = "famous for"
 RELATIONS = (RELATION_CAPITAL, RELATION_ANIMAL)
 
 CORPUS_CONFIGS = ("Corpus_narrative", "Corpus_referencing")
-EVAL_CONFIGS = (
+# The original's seven eval configs, in the hub dataset's order.
+ORIGINAL_EVAL_CONFIGS = (
     "Eval_QA",
     "Eval_reverse",
     "Eval_multiple_choice",
@@ -28,16 +29,24 @@ EVAL_CONFIGS = (
     "Eval_2hop_reasoning",
     "Eval_2hop_reasoning_raw",
 )
-CONFIGS = ("Facts", *CORPUS_CONFIGS, *EVAL_CONFIGS)
-SPLIT_OF = {name: ("test" if name.startswith("Eval_") else "train") for name in CONFIGS}
 MC_CONFIGS = ("Eval_multiple_choice", "Eval_2hop_reasoning")
+# factlearn's additions, not the original protocol: the two multiple-choice sets in cloze form, one row
+# per distinct question (the MC configs hold each question four times, gold rotated through A-D). They
+# are derived from their MC config, so a source that lacks them (the hub dataset) still has them.
+CLOZE_OF = {"Eval_multiple_choice_cloze": "Eval_multiple_choice", "Eval_2hop_reasoning_cloze": "Eval_2hop_reasoning"}
+CLOZE_CONFIGS = tuple(CLOZE_OF)
+EVAL_CONFIGS = ORIGINAL_EVAL_CONFIGS + CLOZE_CONFIGS
+ORIGINAL_CONFIGS = ("Facts", *CORPUS_CONFIGS, *ORIGINAL_EVAL_CONFIGS)
+CONFIGS = ORIGINAL_CONFIGS + CLOZE_CONFIGS
+SPLIT_OF = {name: ("test" if name.startswith("Eval_") else "train") for name in CONFIGS}
+CHOICE_CONFIGS = MC_CONFIGS + CLOZE_CONFIGS  # configs whose rows are (question, choices, answer index)
 
 # Column name -> type kind; "str", "int" or "str_list". Order is the column order of the original.
 COLUMNS: dict[str, dict[str, str]] = {
     "Facts": {"head": "str", "relation": "str", "tail": "str"},
     **{name: {"text": "str"} for name in CORPUS_CONFIGS},
-    **{name: {"question": "str", "answer": "str"} for name in EVAL_CONFIGS if name not in MC_CONFIGS},
-    **{name: {"question": "str", "choices": "str_list", "answer": "int"} for name in MC_CONFIGS},
+    **{name: {"question": "str", "answer": "str"} for name in EVAL_CONFIGS if name not in CHOICE_CONFIGS},
+    **{name: {"question": "str", "choices": "str_list", "answer": "int"} for name in CHOICE_CONFIGS},
 }
 
 
