@@ -111,6 +111,38 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path):
     assert "Traceback" not in out.stderr
 
 
+@pytest.fixture(scope="module")
+def masked_lm_dir(tmp_path_factory) -> Path:
+    """A tiny random BertForMaskedLM + tokenizer saved with save_pretrained: a model, but not a causal LM."""
+    from transformers import BertConfig, BertForMaskedLM
+
+    from factlearn.testing import make_tiny_tokenizer
+
+    tok = make_tiny_tokenizer()
+    config = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512, pad_token_id=tok.pad_token_id)
+    out = tmp_path_factory.mktemp("masked-lm") / "bert"
+    BertForMaskedLM(config).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def test_masked_lm_is_refused_naming_its_architecture(masked_lm_dir):
+    # AutoModelForCausalLM alone would load it (as BertLMHeadModel) and score it as if it were causal
+    with pytest.raises(UserError, match=r"is a BertForMaskedLM, not a causal language model.*ForCausalLM"):
+        load_model(str(masked_lm_dir))
+
+
+@pytest.mark.parametrize("command", [["model"], ["eval", "--n-countries", "4", "--tasks", "Eval_QA", "--limit", "1"]])
+def test_cli_refuses_a_masked_lm_with_exit_2(masked_lm_dir, tmp_path, command):
+    extra = ["--out", str(tmp_path / "eval-out")] if command[0] == "eval" else []
+    out = run_cli(command[0], str(masked_lm_dir), *command[1:], *extra)
+    assert out.returncode == 2, out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "BertForMaskedLM" in lines[0] and "causal" in lines[0], out.stderr
+    assert not (tmp_path / "eval-out").exists()
+
+
 @pytest.mark.slow
 def test_default_model_completes_paris(default_model_dir):
     import torch

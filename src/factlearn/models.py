@@ -120,12 +120,12 @@ def convert_gguf(gguf_file: Path, out_dir: Path) -> Path:
 
 
 def ensure_converted(alias: str = DEFAULT_MODEL) -> Path:
-    """The cached HF folder for an embedded alias, converting on first use (~35 s on 2 CPU cores)."""
+    """The cached HF folder for an embedded alias, converting on first use (once; later loads are fast)."""
     out = cache_root() / "models" / alias
     if _has_weights(out):
         return out
     gguf = embedded_gguf_path(alias)
-    print(f"factlearn: converting {gguf.name} to {out} (once; about 35 s on 2 CPU cores)", flush=True)
+    print(f"factlearn: converting {gguf.name} to {out} (once; later loads use this cached folder)", flush=True)
     return convert_gguf(gguf, out)
 
 
@@ -201,6 +201,29 @@ def model_fingerprint(config: Any) -> dict:
     return {k: getattr(config, k, None) for k in keys}
 
 
+def check_causal_lm(config, path: str) -> None:
+    """Refuse a model that is not a causal (next-token) language model, naming its architecture.
+
+    AutoModelForCausalLM does not refuse on its own: a BertForMaskedLM folder loads as BertLMHeadModel
+    (its masked-LM head reused, with a warning) and would then be trained and scored as if it predicted
+    the next token. A causal LM is what transformers' own causal-LM mapping lists for the model type.
+    """
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    model_type = getattr(config, "model_type", None)
+    architectures = list(getattr(config, "architectures", None) or [])
+    if architectures:
+        if any(a in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values() for a in architectures):
+            return
+        name = ", ".join(architectures)
+    elif model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        return
+    else:
+        name = f"model_type {model_type!r}"
+    raise UserError(f"model {path} is a {name}, not a causal language model; factlearn needs a causal LM "
+                    "(...ForCausalLM, e.g. LlamaForCausalLM): pass a decoder-only model")
+
+
 def load_tokenizer(spec: str | None = None):
     """The tokenizer for a model spec, with pad = eos when the model has no pad token (as in training)."""
     from transformers import AutoTokenizer
@@ -220,7 +243,7 @@ def load_model(spec: str | None = None, adapter: str | None = None, device: str 
     model (recorded in adapter_config.json) loaded first.
     """
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     if spec and (Path(spec) / "adapter_config.json").is_file() and adapter is None:
         adapter, spec = spec, _adapter_base(Path(spec))
@@ -232,6 +255,7 @@ def load_model(spec: str | None = None, adapter: str | None = None, device: str 
     path = resolve_model_path(spec)
     started = time.time()
     try:
+        check_causal_lm(AutoConfig.from_pretrained(path), path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
     except OSError as e:
         raise UserError(f"cannot load model from {path}: {str(e).splitlines()[0]}; check that the folder is complete") from None
