@@ -5,7 +5,9 @@ item's full context is pre-rendered into the data file and lm-eval runs it 0-sho
 its prompt is then byte-identical to ours. Items are written in our evaluation order, so
 `lm_eval --limit N` evaluates the same items as `factlearn eval --limit N`.
 - generative: output_type generate_until, until ["\\n"], greedy, max_gen_toks = the task's max_new_tokens;
-  exact_match / f1 come from OUT/utils.py (a self-contained copy of the SQuAD rules in metrics.py).
+  exact_match / f1 come from OUT/utils.py (a self-contained copy of the SQuAD rules in metrics.py):
+  lm-eval 0.4 has no SQuAD f1 (its `f1` is sklearn's classification F1), so lm-eval's numbers for
+  these two check its averaging over the same items, not the metric code itself.
 - multiple choice: output_type multiple_choice, choices ["A","B","C","D"], target_delimiter " ", so
   lm-eval scores " A".." D" after the context, as we do; acc / acc_norm are lm-eval's own.
 """
