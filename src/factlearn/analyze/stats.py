@@ -1,0 +1,244 @@
+"""Uncertainty of a run's numbers: intervals for scores and paired tests between conditions.
+
+A few items per task and a few seeds make point scores noisy, so every score gets an interval and
+every comparison of two conditions on the *same items* is paired (item i of one condition against
+item i of the other), which removes the items' own difficulty from the noise.
+
+- a proportion (0/1 item scores, one seed): Wilson score interval;
+- a mean of other item scores (F1, probe ratios in nats): percentile bootstrap over items;
+- several seeds: Student-t interval on the seed means (the spread between trained models);
+- two conditions on the same items: the difference of means, a paired bootstrap interval, and a
+  p-value: exact McNemar for 0/1 scores of one pairing, else the paired bootstrap's.
+
+scipy is not a dependency of factlearn, so the binomial tails and Student's t distribution are
+computed here by hand (math.comb; the closed-form t CDF for integer degrees of freedom, inverted by
+bisection). Every bootstrap is seeded, so the same numbers give the same interval.
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+from typing import Sequence
+
+import numpy as np
+
+from factlearn.errors import UserError
+
+N_BOOT = 2000  # bootstrap resamples: percentile bounds move by < 0.01 between seeds at this size
+
+
+def check_level(level: float) -> float:
+    """A confidence level must lie strictly between 0 and 1 (0.95 for a 95 % interval)."""
+    if not isinstance(level, (int, float)) or not 0 < float(level) < 1:
+        raise UserError(f"confidence level must be between 0 and 1 (exclusive), e.g. 0.95; got {level!r}")
+    return float(level)
+
+
+def _z(level: float) -> float:
+    return NormalDist().inv_cdf(0.5 + level / 2)
+
+
+def is_binary(values: Sequence[float]) -> bool:
+    """True when every score is 0 or 1 (accuracy, exact match)."""
+    return all(v in (0, 1) for v in values)
+
+
+# --------------------------------------------------------------------------- one score
+
+def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion: stays inside [0, 1] and is sensible at 0/n and n/n."""
+    level = check_level(level)
+    if n <= 0:
+        raise ValueError("a proportion needs at least one trial")
+    z, p = _z(level), successes / n
+    denom = 1 + z * z / n
+    center = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    lo = 0.0 if successes == 0 else max(0.0, center - half)  # exact ends: no rounding residue at 0/n, n/n
+    hi = 1.0 if successes == n else min(1.0, center + half)
+    return lo, hi
+
+
+def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """The central `level` share of bootstrap replicates."""
+    level = check_level(level)
+    lo, hi = np.quantile(np.asarray(replicates, dtype=float), [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def bootstrap_mean_ci(values: Sequence[float], level: float = 0.95, n_boot: int = N_BOOT,
+                      seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of a mean: resample the values with replacement, `n_boot` times."""
+    level = check_level(level)
+    x = np.asarray(values, dtype=float)
+    if x.size == 0:
+        raise ValueError("a mean needs at least one value")
+    rng = np.random.default_rng(seed)
+    reps = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
+    return percentile_interval(reps, level)
+
+
+def t_quantile(p: float, df: int) -> float:
+    """The p-quantile of Student's t with integer `df` degrees of freedom (bisection on the exact CDF)."""
+    lo, hi = -1e6, 1e6
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if _t_cdf(mid, df) < p:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def _t_cdf(t: float, df: int) -> float:
+    """P(T <= t) for integer df: Abramowitz & Stegun 26.7.3 (a finite series in cos(theta))."""
+    theta = math.atan(t / math.sqrt(df))
+    c2, s = math.cos(theta) ** 2, math.sin(theta)
+    if df % 2 == 1:  # A = 2/pi * (theta + sin * cos * (1 + 2/3 cos^2 + 2*4/(3*5) cos^4 + ...))
+        term, total = 1.0, 0.0
+        if df > 1:
+            total = term
+            for j in range(1, (df - 3) // 2 + 1):
+                term *= c2 * (2 * j) / (2 * j + 1)
+                total += term
+        a = 2 / math.pi * (theta + s * math.cos(theta) * total)
+    else:  # A = sin * (1 + 1/2 cos^2 + 1*3/(2*4) cos^4 + ...)
+        term, total = 1.0, 1.0
+        for j in range(1, (df - 2) // 2 + 1):
+            term *= c2 * (2 * j - 1) / (2 * j)
+            total += term
+        a = s * total
+    return 0.5 + a / 2  # A = P(|T| <= |t|) with the sign of t
+
+
+def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """Student-t interval of the mean of >= 2 values (e.g. one score per seed)."""
+    level = check_level(level)
+    x = np.asarray(values, dtype=float)
+    if x.size < 2:
+        raise ValueError("a t interval needs at least two values")
+    half = t_quantile(0.5 + level / 2, x.size - 1) * float(x.std(ddof=1)) / math.sqrt(x.size)
+    return float(x.mean()) - half, float(x.mean()) + half
+
+
+def item_interval(values: Sequence[float], level: float = 0.95, n_boot: int = N_BOOT,
+                  seed: int = 0) -> tuple[float, float, str]:
+    """(low, high, method) over items: Wilson for 0/1 scores, percentile bootstrap otherwise."""
+    if is_binary(values):
+        return (*wilson_interval(int(sum(values)), len(values), level), "wilson")
+    return (*bootstrap_mean_ci(values, level, n_boot, seed), "bootstrap")
+
+
+def score_interval(per_seed: Sequence[Sequence[float]], level: float = 0.95, n_boot: int = N_BOOT,
+                   seed: int = 0, bounds: tuple[float, float] | None = (0.0, 1.0)) -> dict:
+    """The mean of item scores and its interval: over seeds when >= 2 seeds, else over items.
+
+    `per_seed` holds one list of item scores per seed. With several seeds the interval is a t-interval
+    on the seed means (clipped to `bounds`, since a score cannot leave [0, 1]); with one seed it is
+    the item-level interval. Returns {"mean", "ci": [low, high], "method", "n_items", "n_seeds"}.
+    """
+    level = check_level(level)
+    seeds = [list(s) for s in per_seed if len(s)]
+    if not seeds:
+        raise ValueError("no item scores")
+    means = [float(np.mean(s)) for s in seeds]
+    if len(seeds) >= 2:
+        lo, hi = t_interval(means, level)
+        method = f"t over {len(seeds)} seed means"
+    else:
+        lo, hi, method = item_interval(seeds[0], level, n_boot, seed)
+    if bounds is not None:
+        lo, hi = max(bounds[0], lo), min(bounds[1], hi)
+    return {"mean": float(np.mean(means)), "ci": [lo, hi], "method": method,
+            "n_items": len(seeds[0]), "n_seeds": len(seeds)}
+
+
+# --------------------------------------------------------------------------- exact binomial tests
+
+def binomial_upper_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p), summed exactly (math.comb; no scipy)."""
+    k = max(k, 0)
+    return min(1.0, sum(math.comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(k, n + 1)))
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value: the b + c discordant pairs split as Binomial(b + c, 1/2)."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
+def above_chance(successes: int, n: int, chance: float, level: float = 0.95) -> dict:
+    """One-sided exact binomial test of "the success rate is above `chance`" at confidence `level`.
+
+    Returns {"successes", "n", "chance", "p_value", "above"}; `above` when p_value < 1 - level.
+    """
+    level = check_level(level)
+    if not 0 <= chance <= 1:
+        raise UserError(f"chance must be a probability in [0, 1]; got {chance!r}")
+    if n <= 0 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n and n >= 1; got {successes}/{n}")
+    p = binomial_upper_tail(successes, n, chance)
+    return {"successes": successes, "n": n, "chance": chance, "p_value": p, "above": p < 1 - level}
+
+
+# --------------------------------------------------------------------------- paired comparisons
+
+def paired_bootstrap_replicates(a_by_seed: Sequence[Sequence[float]], b_by_seed: Sequence[Sequence[float]],
+                                n_boot: int = N_BOOT, seed: int = 0) -> np.ndarray:
+    """Bootstrap replicates of mean(a - b), resampling items and keeping every pair together.
+
+    a_by_seed[s][i] and b_by_seed[s][i] are the scores of the same item i in seed s's pairing. The
+    difference is averaged over items, then over seeds. Seeds that share the item set (the usual
+    case: every seed is evaluated on the same items) are resampled with the same item indices, since
+    an easy item is easy in every seed; the seeds themselves are not resampled.
+    """
+    diffs = [np.asarray(a, dtype=float) - np.asarray(b, dtype=float) for a, b in zip(a_by_seed, b_by_seed)]
+    if not diffs or any(d.size == 0 for d in diffs):
+        raise ValueError("a paired comparison needs at least one item in every seed")
+    rng = np.random.default_rng(seed)
+    sizes = {d.size for d in diffs}
+    if len(sizes) == 1:
+        idx = rng.integers(0, diffs[0].size, size=(n_boot, diffs[0].size))
+        return np.mean([d[idx].mean(axis=1) for d in diffs], axis=0)
+    return np.mean([d[rng.integers(0, d.size, size=(n_boot, d.size))].mean(axis=1) for d in diffs], axis=0)
+
+
+def bootstrap_p_value(replicates: np.ndarray) -> float:
+    """Two-sided p-value of "the difference is 0" from its bootstrap replicates (add-one corrected)."""
+    reps = np.asarray(replicates, dtype=float)
+    below = (np.sum(reps <= 0) + 1) / (reps.size + 1)
+    above = (np.sum(reps >= 0) + 1) / (reps.size + 1)
+    return float(min(1.0, 2 * min(below, above)))
+
+
+def paired_comparison(a_by_seed: Sequence[Sequence[float]], b_by_seed: Sequence[Sequence[float]],
+                      level: float = 0.95, n_boot: int = N_BOOT, seed: int = 0) -> dict:
+    """Condition a against condition b on the same items: difference of means, interval, p-value.
+
+    The interval is the paired bootstrap's (see paired_bootstrap_replicates). The p-value is exact
+    McNemar when the scores are 0/1 and there is one pairing (one seed); otherwise, with several seeds
+    (their pairs are not independent: same items) or non-0/1 scores, the paired bootstrap's.
+    Returns {"diff", "ci", "p_value", "test", "n_items", "n_seeds", "replicates"} (replicates: ndarray).
+    """
+    level = check_level(level)
+    if len(a_by_seed) != len(b_by_seed):
+        raise ValueError("a and b need one item list per seed pairing each")
+    for a, b in zip(a_by_seed, b_by_seed):
+        if len(a) != len(b):
+            raise ValueError("paired scores need the same items in both conditions")
+    reps = paired_bootstrap_replicates(a_by_seed, b_by_seed, n_boot, seed)
+    diff = float(np.mean([np.mean(np.asarray(a, float) - np.asarray(b, float)) for a, b in zip(a_by_seed, b_by_seed)]))
+    flat_a = [v for s in a_by_seed for v in s]
+    flat_b = [v for s in b_by_seed for v in s]
+    if len(a_by_seed) == 1 and is_binary(flat_a) and is_binary(flat_b):
+        b_only = sum(1 for x, y in zip(flat_a, flat_b) if x == 1 and y == 0)
+        c_only = sum(1 for x, y in zip(flat_a, flat_b) if x == 0 and y == 1)
+        p, test = mcnemar_exact(b_only, c_only), "exact McNemar"
+    else:
+        p, test = bootstrap_p_value(reps), "paired bootstrap"
+    return {"diff": diff, "ci": list(percentile_interval(reps, level)), "p_value": p, "test": test,
+            "n_items": len(a_by_seed[0]), "n_seeds": len(a_by_seed), "replicates": reps}

@@ -1,0 +1,90 @@
+"""factlearn.analyze.stats against values computed by hand (no scipy at run time)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from factlearn.analyze import stats
+from factlearn.errors import UserError
+
+
+def test_wilson_five_of_ten():
+    lo, hi = stats.wilson_interval(5, 10)
+    # z = 1.959964: centre 0.5, half-width z*sqrt(0.025 + z^2/400)/(1 + z^2/10)
+    assert lo == pytest.approx(0.236593, abs=1e-6) and hi == pytest.approx(0.763407, abs=1e-6)
+    assert stats.wilson_interval(0, 10)[0] == 0.0 and stats.wilson_interval(10, 10)[1] == 1.0
+    lo90, hi90 = stats.wilson_interval(5, 10, level=0.9)
+    assert lo < lo90 < 0.5 < hi90 < hi
+
+
+def test_mcnemar_exact_small_table():
+    # discordant pairs b=1, c=6: 2 * (C(7,0) + C(7,1)) / 2^7 = 2 * 8 / 128
+    assert stats.mcnemar_exact(1, 6) == pytest.approx(16 / 128)
+    assert stats.mcnemar_exact(6, 1) == pytest.approx(16 / 128)
+    assert stats.mcnemar_exact(0, 0) == 1.0
+    assert stats.mcnemar_exact(3, 3) == 1.0  # capped
+    assert stats.mcnemar_exact(0, 5) == pytest.approx(2 / 32)
+
+
+def test_binomial_tail_and_above_chance():
+    # P(X >= 5), X ~ Bin(8, 1/4) = sum_{i=5..8} C(8,i) 3^(8-i) / 4^8
+    expected = sum(math.comb(8, i) * 3 ** (8 - i) for i in range(5, 9)) / 4 ** 8
+    assert stats.binomial_upper_tail(5, 8, 0.25) == pytest.approx(expected)
+    assert stats.above_chance(5, 8, 0.25)["above"] is True  # p = 0.027 < 0.05
+    assert stats.above_chance(4, 8, 0.25)["above"] is False  # p = 0.114
+    assert stats.above_chance(5, 8, 0.25, level=0.99)["above"] is False
+    assert stats.above_chance(0, 8, 0.25)["p_value"] == pytest.approx(1.0)
+
+
+def test_t_quantile_matches_tables():
+    for df, q in ((1, 12.7062), (2, 4.3027), (4, 2.7764), (9, 2.2622), (30, 2.0423)):
+        assert stats.t_quantile(0.975, df) == pytest.approx(q, abs=1e-4)
+    lo, hi = stats.t_interval([0.4, 0.6], 0.95)
+    assert (lo + hi) / 2 == pytest.approx(0.5) and hi - 0.5 == pytest.approx(12.7062 * 0.1 / 1.0, abs=1e-3)
+
+
+def test_bootstrap_is_deterministic_and_brackets_the_mean():
+    values = [0.1, 0.5, 0.9, 0.3, 0.7, 0.2, 0.8]
+    a = stats.bootstrap_mean_ci(values, seed=3)
+    assert a == stats.bootstrap_mean_ci(values, seed=3)
+    assert a != stats.bootstrap_mean_ci(values, seed=4)
+    assert a[0] < np.mean(values) < a[1]
+
+
+def test_score_interval_items_then_seeds():
+    one = stats.score_interval([[1, 0] * 5])
+    assert one["method"] == "wilson" and one["ci"] == pytest.approx(list(stats.wilson_interval(5, 10)))
+    f1 = stats.score_interval([[0.5, 0.25, 1.0, 0.0]])
+    assert f1["method"] == "bootstrap" and f1["ci"][0] < f1["mean"] < f1["ci"][1]
+    seeds = stats.score_interval([[1, 1, 0, 0], [1, 1, 1, 0]])
+    assert seeds["method"].startswith("t over 2") and seeds["mean"] == pytest.approx(0.625)
+    assert seeds["ci"] == [0.0, 1.0]  # t with 1 df is wide; clipped to the score's range
+
+
+def test_paired_comparison_names_its_test():
+    a, b = [[1, 1, 1, 1, 1, 1, 0, 1]], [[0, 0, 0, 0, 0, 1, 1, 1]]
+    c = stats.paired_comparison(a, b)
+    assert c["test"] == "exact McNemar" and c["p_value"] == pytest.approx(stats.mcnemar_exact(5, 1))
+    assert c["diff"] == pytest.approx(0.5) and c["ci"][0] <= 0.5 <= c["ci"][1]
+    two = stats.paired_comparison(a * 2, b * 2)
+    assert two["test"] == "paired bootstrap" and two["n_seeds"] == 2
+    real = stats.paired_comparison([[0.5, 0.7, 0.9]], [[0.1, 0.2, 0.3]])
+    assert real["test"] == "paired bootstrap" and real["ci"][0] > 0 and real["p_value"] < 0.01
+
+
+def test_paired_bootstrap_shares_items_between_conditions():
+    # a = b + 0.2 on every item: pairing removes the items' spread, so the interval is a point
+    b = [0.0, 0.3, 0.5, 0.9, 0.1]
+    c = stats.paired_comparison([[x + 0.2 for x in b]], [b])
+    assert c["ci"] == pytest.approx([0.2, 0.2])
+
+
+@pytest.mark.parametrize("level", [0, 1, 1.5, -0.1, "0.9"])
+def test_levels_outside_zero_one_are_user_errors(level):
+    with pytest.raises(UserError, match="between 0 and 1"):
+        stats.wilson_interval(1, 2, level)
+    with pytest.raises(UserError):
+        stats.above_chance(1, 2, 0.25, level)
+    with pytest.raises(UserError):
+        stats.paired_comparison([[1]], [[0]], level)
