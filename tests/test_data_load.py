@@ -187,3 +187,58 @@ def test_export_a_dataset_dict_subset(canonical, tmp_path):
     assert list(loaded) == ["Facts", "Eval_QA"] and same(loaded["Eval_QA"], canonical["Eval_QA"])
     with pytest.raises(UserError, match="keys must be CCA config names"):
         export(datasets.DatasetDict({"train": canonical["Facts"]}), tmp_path / "nope")
+
+
+# --- a UTF-8 byte-order mark is not content; garbage is still refused --------------------------------
+
+BOM = b"\xef\xbb\xbf"
+
+
+def write_jsonl(path: Path, rows: list[dict], prefix: bytes = b"") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(prefix + "".join(json.dumps(r) + "\n" for r in rows).encode("utf-8"))
+    return path
+
+
+def test_bom_jsonl_reads_the_same_rows_for_eval_data_and_corpora(tmp_path, canonical):
+    from factlearn.train.data import load_corpus
+
+    rows = canonical["Eval_QA"].to_list()
+    for name, prefix in (("plain", b""), ("bom", BOM)):
+        write_jsonl(tmp_path / name / "Eval_QA" / "test.jsonl", rows, prefix)
+    assert (tmp_path / "bom" / "Eval_QA" / "test.jsonl").read_bytes().startswith(BOM)
+    assert same(load_cca("Eval_QA", source=str(tmp_path / "bom")), canonical["Eval_QA"])
+    assert same(load_cca("Eval_QA", source=str(tmp_path / "bom")), load_cca("Eval_QA", source=str(tmp_path / "plain")))
+    texts = canonical["Corpus_narrative"]["text"][:5]
+    plain = write_jsonl(tmp_path / "plain.jsonl", [{"text": t} for t in texts])
+    bom = write_jsonl(tmp_path / "bom.jsonl", [{"text": t} for t in texts], BOM)
+    array = tmp_path / "array.json"  # a .json file may also hold one JSON array of objects (with a BOM too)
+    array.write_bytes(BOM + json.dumps([{"text": t} for t in texts]).encode())
+    for path in (plain, bom, array):
+        assert load_text_corpus(str(path))["text"] == texts, path
+        assert load_corpus(str(path))["text"] == texts, path  # the training path reads with the same rules
+
+
+def test_garbage_after_a_bom_or_not_utf8_is_still_refused(tmp_path):
+    from factlearn.train.data import load_corpus
+
+    invalid = tmp_path / "invalid.jsonl"
+    invalid.write_bytes(BOM + b'{"text": "fine"}\n{"text": broken\n')
+    latin1 = tmp_path / "latin1.jsonl"
+    latin1.write_bytes('{"text": "caf\u00e9"}\n'.encode("latin-1"))
+    bom_in_middle = tmp_path / "middle.jsonl"  # only a leading BOM is skipped; one inside a line is content
+    bom_in_middle.write_bytes(b'{"text": "a"}\n' + BOM + b'{"text": "b"}\n')
+    for load in (load_text_corpus, load_corpus):
+        with pytest.raises(UserError, match=r"cannot read corpus file .*invalid\.jsonl, line 2: invalid JSON"):
+            load(str(invalid))
+        with pytest.raises(UserError, match=r"cannot read corpus file .*latin1\.jsonl: not UTF-8 text"):
+            load(str(latin1))
+        with pytest.raises(UserError, match=r"middle\.jsonl, line 2: invalid JSON"):
+            load(str(bom_in_middle))
+    folder = tmp_path / "cca" / "Eval_QA"
+    folder.mkdir(parents=True)
+    (folder / "test.jsonl").write_bytes(BOM + b'{"question": "q", "answer": \n')
+    err = one_line_error(run_cli("data", "show", "Eval_QA", "--source", str(tmp_path / "cca")))
+    assert "cannot read data file" in err and "test.jsonl, line 1: invalid JSON" in err
+    err = one_line_error(run_cli("data", "audit", str(latin1)))
+    assert "latin1.jsonl: not UTF-8 text" in err

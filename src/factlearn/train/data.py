@@ -16,70 +16,22 @@ from pathlib import Path
 
 from factlearn.errors import UserError
 
-LOCAL_SUFFIXES = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 BUCKET_CHUNK_STEPS = 16  # rows of this many optimizer steps are sorted together
 
 
 def load_corpus(subset: str, data_source: str | None = None, n_countries: int = 20, data_seed: int = 0):
-    """Return a datasets.Dataset with a `text` column for `subset` (a CCA corpus config or a local file).
+    """Return a datasets.Dataset with a `text` column for `subset`.
 
-    Delegates to factlearn.data.load_text_corpus (CCA names from the generator or `data_source`, local
-    files, hub ids); local .jsonl/.json/.parquet files are also read here directly so training on
-    one's own text does not depend on the data stage.
+    `subset` is a CCA corpus config (from the generator or `data_source`), a local .jsonl/.json/.parquet
+    file or save_to_disk folder, or a hub dataset id. factlearn.data.load_text_corpus resolves it and
+    factlearn.data.files holds the parsing rules, so a file reads the same here as in `factlearn data`.
     """
-    try:
-        from factlearn.data import load_text_corpus
-    except ImportError:  # the data stage is optional for training on one's own files
-        load_text_corpus = None
+    from factlearn.data import load_text_corpus
+
     path = Path(subset).expanduser()
-    if load_text_corpus is None or (path.suffix in LOCAL_SUFFIXES and path.is_file()):
-        if path.suffix not in LOCAL_SUFFIXES and not path.is_dir():
-            raise UserError(f"corpus '{subset}' needs factlearn.data, which is not available; pass a local "
-                            ".jsonl/.parquet file with a text column instead")
-        return _require_text(_load_local(path), subset)
-    return _require_text(load_text_corpus(subset, n_countries=n_countries, seed=data_seed, source=data_source), subset)
-
-
-def _load_local(path: Path):
-    import datasets
-
-    if not path.exists():
-        raise UserError(f"corpus file {path} does not exist; pass an existing .jsonl/.parquet file or a CCA corpus name")
-    if path.is_dir():
-        try:
-            ds = datasets.load_from_disk(str(path))
-        except Exception as e:  # not a save_to_disk folder
-            raise UserError(f"{path} is not a datasets save_to_disk folder ({type(e).__name__}); pass a .jsonl/.parquet file") from None
-        if isinstance(ds, datasets.DatasetDict):
-            ds = ds["train"] if "train" in ds else next(iter(ds.values()))
-        return ds
-    if path.stat().st_size == 0:
+    if path.is_file() and path.stat().st_size == 0:  # the common slip gets the train command's own wording
         raise UserError(f"corpus file {path} is empty; pass a file with at least one text row")
-    from datasets.utils import logging as ds_logging
-
-    verbosity, bars = ds_logging.get_verbosity(), ds_logging.is_progress_bar_enabled()
-    ds_logging.set_verbosity(ds_logging.CRITICAL)
-    ds_logging.disable_progress_bar()  # the error below says it once; no "Generating train split" noise
-    try:
-        return datasets.load_dataset(LOCAL_SUFFIXES[path.suffix], data_files=str(path), split="train")
-    except Exception as e:
-        cause = e.__cause__ or e.__context__ or e  # datasets wraps the parser's error
-        detail = (str(cause).strip().splitlines() or [type(cause).__name__])[0][:120]
-        raise UserError(f"cannot read corpus file {path} ({detail}); it must be JSON lines or parquet with a "
-                        "text column") from None
-    finally:
-        ds_logging.set_verbosity(verbosity)
-        if bars:
-            ds_logging.enable_progress_bar()
-
-
-def _require_text(ds, spec: str):
-    if "text" not in ds.column_names:
-        raise UserError(f"corpus '{spec}' has no `text` column (columns: {', '.join(ds.column_names)}); "
-                        "rename the column holding the training text to `text`")
-    if len(ds) == 0:
-        raise UserError(f"corpus '{spec}' has no rows; pass a corpus with at least one text")
-    return ds
+    return load_text_corpus(subset, n_countries=n_countries, seed=data_seed, source=data_source)
 
 
 def tokenize_rows(texts: list[str], tokenizer, max_length: int) -> list[list[int]]:
