@@ -1,0 +1,277 @@
+"""The paper's findings, each judged from this run's numbers: supported, contradicted, inconclusive
+or not measurable.
+
+Every verdict comes from a rule applied to an interval, never from a fixed answer, and each entry
+carries its rule as text next to the evidence (names, values, intervals, p-values). The common rule
+for a claimed positive effect E (a difference of mean scores, paired over the same items):
+
+    supported     the CI of E lies above 0
+    contradicted  the CI's upper bound is below `min_effect` (no meaningful effect, or the opposite)
+    inconclusive  otherwise: the interval does not decide it
+    not measurable  a task it needs is beyond the model (the capability control found it no better
+                  than chance on real facts the model knows), or the run has no cells for it
+
+Reasoning = the indirect-reasoning task, a 2-hop task and a multiple-choice task: per slot the first
+of the forms listed in REASONING_SLOTS that the run evaluated and the control does not rule out (cloze
+forms first: small models answer letter choices at chance). A reasoning effect is the mean of the
+slots' effects, its interval from the slots' bootstrap replicates.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from factlearn.analyze.stats import (N_BOOT, bootstrap_p_value, check_level, paired_comparison,
+                                     percentile_interval)
+from factlearn.report.evidence import BASE, Evidence, pair_items
+from factlearn.report.locus import ablation_locus
+
+QA = "Eval_QA"
+REASONING_SLOTS = (
+    ("indirect", ("Eval_indirect_reasoning",)),
+    ("2-hop", ("Eval_2hop_reasoning_cloze", "Eval_2hop_reasoning", "Eval_2hop_reasoning_raw")),
+    ("multiple choice", ("Eval_multiple_choice_cloze", "Eval_multiple_choice")),
+)
+VERDICTS = ("supported", "contradicted", "inconclusive", "not measurable")
+MIN_EFFECT = 0.05  # score difference (scores in [0, 1]) below which an effect is not meaningful
+MIN_EFFECT_NATS = 0.1  # the same for probe ratios, in nats
+NARR, REF, FORGET = "narrative", "referencing", "narrative+forgetting"
+
+
+@dataclass
+class Measure:
+    """One number of the evidence with its interval; `replicates` feed composite effects."""
+
+    name: str
+    value: float
+    ci: list
+    p_value: float | None = None
+    test: str = ""
+    extra: dict = field(default_factory=dict)
+    replicates: np.ndarray | None = None
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "value": self.value, "ci95": self.ci, "p_value": self.p_value,
+                "test": self.test, **self.extra}
+
+
+@dataclass
+class Judge:
+    """The evidence plus the settings every rule uses."""
+
+    ev: Evidence
+    level: float = 0.95
+    min_effect: float = MIN_EFFECT
+    min_effect_nats: float = MIN_EFFECT_NATS
+    n_boot: int = N_BOOT
+
+    @property
+    def pct(self) -> str:
+        return f"{self.level * 100:g} %"
+
+    def compare(self, name: str, a: dict | None, b: dict | None) -> Measure | None:
+        """Paired comparison a - b of two seed -> item -> score maps (None when either is missing)."""
+        pairs = pair_items(a or {}, b or {})
+        if pairs is None:
+            return None
+        a_by, b_by, _ = pairs
+        seed = zlib.crc32(name.encode("utf-8"))  # deterministic, and independent between measures
+        c = paired_comparison(a_by, b_by, self.level, self.n_boot, seed)
+        return Measure(name, c["diff"], c["ci"], c["p_value"], c["test"],
+                       {"n_items": c["n_items"], "n_seeds": c["n_seeds"]}, c["replicates"])
+
+    def task_diff(self, model: str, a: tuple[str, str], b: tuple[str, str], task: str) -> Measure | None:
+        sa, sb = self.ev.task_scores(model, *a, task), self.ev.task_scores(model, *b, task)
+        if sa is None or sb is None:
+            return None
+        return self.compare(f"{task} {sa.metric}: {a[1]} - {b[1]}", sa.by_seed, sb.by_seed)
+
+    def combine(self, name: str, parts: list[Measure], sign: list[float]) -> Measure:
+        """sum(sign_i * part_i): value, percentile CI and bootstrap p-value from the parts' replicates."""
+        reps = sum(s * p.replicates for s, p in zip(sign, parts))
+        value = float(sum(s * p.value for s, p in zip(sign, parts)))
+        return Measure(name, value, list(percentile_interval(reps, self.level)), bootstrap_p_value(reps),
+                       "bootstrap over items", replicates=reps)
+
+    def mean_of(self, name: str, parts: list[Measure]) -> Measure:
+        return self.combine(name, parts, [1 / len(parts)] * len(parts))
+
+    def effect_verdict(self, m: Measure, min_effect: float | None = None) -> str:
+        min_effect = self.min_effect if min_effect is None else min_effect
+        lo, hi = m.ci
+        if lo > 0:
+            return "supported"
+        if hi < min_effect:
+            return "contradicted"
+        return "inconclusive"
+
+    def effect_rule(self, effect: str, min_effect: float | None = None) -> str:
+        min_effect = self.min_effect if min_effect is None else min_effect
+        return (f"Effect = {effect}. Supported when its {self.pct} CI lies above 0; contradicted when the CI's "
+                f"upper bound is below {min_effect:g} (no meaningful effect, or the opposite one); otherwise "
+                "inconclusive. Not measurable when a needed task is beyond the model by the capability "
+                "control, or the run has no cells for it.")
+
+    def reasoning(self, model: str, a: tuple[str, str], b: tuple[str, str]) -> tuple[list[Measure], list[str]]:
+        """Per reasoning slot, the paired a - b measure of its first measurable form; plus notes."""
+        measures, notes = [], []
+        for slot, forms in REASONING_SLOTS:
+            for task in forms:
+                if self.ev.task_scores(model, *a, task) is None or self.ev.task_scores(model, *b, task) is None:
+                    continue
+                if self.ev.beyond(model, task):
+                    notes.append(f"{task} left out: beyond {model} by the capability control")
+                    continue
+                m = self.task_diff(model, a, b, task)
+                if m is not None:
+                    measures.append(m)
+                    break
+        return measures, notes
+
+
+def _entry(fid: str, claim: str, rule: str, model, method, verdict: str, measures: list[Measure],
+           notes: list[str]) -> dict:
+    assert verdict in VERDICTS
+    return {"id": fid, "claim": claim, "model": model, "method": method, "verdict": verdict, "rule": rule,
+            "evidence": {"measurements": [m.to_dict() for m in measures], "notes": notes}}
+
+
+def _unmeasurable(j: Judge, model: str, task: str) -> str | None:
+    return f"{task} is beyond {model} by the capability control" if j.ev.beyond(model, task) else None
+
+
+# --------------------------------------------------------------------------- the findings
+
+def f1_qa(j: Judge, model: str, method: str) -> tuple[str, list[Measure], list[str]]:
+    if (why := _unmeasurable(j, model, QA)):
+        return "not measurable", [], [why]
+    m = j.task_diff(model, (method, NARR), BASE, QA)
+    if m is None:
+        return "not measurable", [], [f"no {QA} scores for both narrative ({method}) and the base model"]
+    return j.effect_verdict(m), [m], []
+
+
+def f2_transfer(j: Judge, model: str, method: str) -> tuple[str, list[Measure], list[str]]:
+    if (why := _unmeasurable(j, model, QA)):
+        return "not measurable", [], [why]
+    qa = j.task_diff(model, (method, NARR), BASE, QA)
+    parts, notes = j.reasoning(model, (method, NARR), BASE)
+    if qa is None or not parts:
+        return "not measurable", [], notes + ["needs narrative and base scores on QA and a reasoning task"]
+    gain_r = j.mean_of("narrative - base, mean over reasoning tasks", parts)
+    effect = j.combine("QA gain - reasoning gain", [qa, gain_r], [1.0, -1.0])
+    return j.effect_verdict(effect), [effect, qa, gain_r, *parts], notes
+
+
+def _reasoning_effect(j: Judge, model: str, a: tuple[str, str], b: tuple[str, str], label: str):
+    parts, notes = j.reasoning(model, a, b)
+    if not parts:
+        return "not measurable", [], notes + [f"needs {a[1]} and {b[1]} scores on a measurable reasoning task"]
+    effect = j.mean_of(f"{label}, mean over reasoning tasks", parts)
+    return j.effect_verdict(effect), [effect, *parts], notes
+
+
+def f3_referencing(j: Judge, model: str, method: str):
+    return _reasoning_effect(j, model, (method, REF), (method, NARR), "referencing - narrative")
+
+
+def f4_forgetting(j: Judge, model: str, method: str):
+    return _reasoning_effect(j, model, (method, FORGET), (method, NARR), "narrative+forgetting - narrative")
+
+
+def _ratio(probes: dict | None, ratio: str) -> dict | None:
+    return None if probes is None else {s: {f: v[ratio] for f, v in facts.items()} for s, facts in probes.items()}
+
+
+def f5_probes(j: Judge, model: str, method: str):
+    get = j.ev.probes.get
+    narr, ref, base = get((model, method, NARR)), get((model, method, REF)), get((model, *BASE))
+    comp = j.compare("comparison ratio: narrative - base (nats)", _ratio(narr, "comparison"), _ratio(base, "comparison"))
+    contrast = j.compare("negation ratio: referencing - narrative (nats)", _ratio(ref, "negation"), _ratio(narr, "negation"))
+    if comp is None or contrast is None:
+        return "not measurable", [], ["needs probe results of the base, narrative and referencing models"]
+    extra = [m for m in (j.compare("negation ratio: narrative - base (nats)", _ratio(narr, "negation"), _ratio(base, "negation")),
+                         j.compare("negation ratio: referencing - base (nats)", _ratio(ref, "negation"), _ratio(base, "negation")))
+             if m is not None]
+    verdicts = {j.effect_verdict(comp, j.min_effect_nats), j.effect_verdict(contrast, j.min_effect_nats)}
+    verdict = ("contradicted" if "contradicted" in verdicts else
+               "supported" if verdicts == {"supported"} else "inconclusive")
+    return verdict, [comp, contrast, *extra], []
+
+
+def f6_ablation(j: Judge, model: str, method: str):
+    if (why := _unmeasurable(j, model, QA)):
+        return "not measurable", [], [why]
+    claimed = {NARR: "middle", REF: "lower"}
+    measures, notes, classes = [], [], {}
+    for condition, want in claimed.items():
+        sweeps = j.ev.ablations.get((model, method, condition, QA))
+        if not sweeps:
+            return "not measurable", [], [f"no {QA} ablation of the {condition} model ({method})"]
+        locus = ablation_locus(sweeps, j.level, j.n_boot, zlib.crc32(f"{model}{method}{condition}".encode()))
+        gain = j.compare(f"{condition} {QA}: finetuned - base (ablation items)",
+                         {s: w.finetuned for s, w in sweeps.items()}, {s: w.base for s, w in sweeps.items()})
+        if gain is None:
+            return "not measurable", [], [f"the {condition} ablation has no items in both the finetuned and base model"]
+        measures += [Measure(f"{condition} {QA}: first bottom-up k below the midpoint (of {locus['num_layers']} layers)",
+                             locus["k"], locus["ci"], None, "bootstrap over items",
+                             {"class": locus["class"], "decided": locus["decided"]}), gain]
+        if gain.ci[0] <= 0:
+            notes.append(f"{condition}: finetuning did not raise {QA} above base at {j.pct}; nothing to locate")
+        elif locus["decided"]:
+            classes[condition] = locus["class"]
+        else:
+            notes.append(f"{condition}: the interval of k spans more than one third of the layers")
+    if any(classes[c] != claimed[c] for c in classes):
+        verdict = "contradicted"
+    else:
+        verdict = "supported" if len(classes) == len(claimed) else "inconclusive"
+    return verdict, measures, notes
+
+
+FINDINGS = (
+    ("F1", "Narrative training teaches QA.", f1_qa,
+     lambda j: j.effect_rule(f"narrative - base on {QA} (exact match, paired over items)")),
+    ("F2", "Narrative knowledge transfers to reasoning (indirect, 2-hop, multiple choice) much less than to QA.",
+     f2_transfer,
+     lambda j: j.effect_rule("(narrative - base on QA) - (narrative - base, mean over the reasoning tasks)")),
+    ("F3", "Referencing generalises to reasoning better than narrative.", f3_referencing,
+     lambda j: j.effect_rule("referencing - narrative, mean over the reasoning tasks (paired over items)")),
+    ("F4", "Active forgetting improves narrative's reasoning scores.", f4_forgetting,
+     lambda j: j.effect_rule("narrative+forgetting - narrative, mean over the reasoning tasks (paired over items)")),
+    ("F5", "Probes: narrative shows the co-occurrence signature (comparison ratio up, negation ratio near zero "
+           "relative to base) while referencing does not.", f5_probes,
+     lambda j: ("Two effects, paired over facts (bootstrap): C = comparison ratio narrative - base; "
+                "D = negation ratio referencing - narrative. Supported when the "
+                f"{j.pct} CIs of C and D both lie above 0; contradicted when either CI's upper bound is below "
+                f"{j.min_effect_nats:g} nats; otherwise inconclusive. Not measurable without probes of the base, "
+                "narrative and referencing models.")),
+    ("F6", "Ablation: narrative QA lives in the middle layers, referencing knowledge in the lower layers.",
+     f6_ablation,
+     lambda j: ("For each of the narrative and referencing models: k* = the smallest bottom-up k whose reset "
+                f"drops {QA} below the midpoint between the finetuned and base scores, classed by k*/layers as "
+                "lower (<= 1/3), middle (<= 2/3) or upper third; its "
+                f"{j.pct} interval comes from a bootstrap over items. A class is decided when both ends of the "
+                "interval fall in the same third and the finetuned model beats base at that level. Supported "
+                "when narrative is decided middle and referencing lower; contradicted when a decided class "
+                "differs from the claim; otherwise inconclusive. Not measurable when QA is beyond the model "
+                "or an ablation is missing.")),
+)
+
+
+def conclude(evidence: Evidence, level: float = 0.95, min_effect: float = MIN_EFFECT,
+             min_effect_nats: float = MIN_EFFECT_NATS, n_boot: int = N_BOOT) -> list[dict]:
+    """One entry per finding and (model, method): {"id", "claim", "model", "method", "verdict", "rule", "evidence"}."""
+    j = Judge(evidence, check_level(level), min_effect, min_effect_nats, n_boot)
+    scopes = [(model, method) for model in evidence.models() for method in evidence.methods(model)]
+    out = []
+    for fid, claim, judge, rule in FINDINGS:
+        if not scopes:
+            out.append(_entry(fid, claim, rule(j), None, None, "not measurable", [], ["the run has no trained model"]))
+        for model, method in scopes:
+            verdict, measures, notes = judge(j, model, method)
+            out.append(_entry(fid, claim, rule(j), model, method, verdict, measures, notes))
+    return out

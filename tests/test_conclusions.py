@@ -1,0 +1,239 @@
+"""Conclusions: synthetic evidence for which each verdict of each finding must come out."""
+
+import json
+
+import pytest
+
+from factlearn.errors import UserError
+from factlearn.report.conclusions import conclude
+from factlearn.report.evidence import AblationSweep, Evidence, TaskScores, control_flags, pair_items
+from factlearn.report.locus import ablation_locus, third
+
+M, METHOD = "tiny", "full"
+QA, IND, MC = "Eval_QA", "Eval_indirect_reasoning", "Eval_multiple_choice_cloze"
+N = 20  # items per task
+
+
+def items(n_correct: int, n: int = N) -> list[float]:
+    return [1.0] * n_correct + [0.0] * (n - n_correct)
+
+
+def evidence(scores: dict, seeds=(1,), control=None, probes=None, ablations=None) -> Evidence:
+    """scores: {(condition, task): item list}; condition "base" is the untrained model."""
+    ev = Evidence(control=control or {}, probes=probes or {}, ablations=ablations or {})
+    for (condition, task), values in scores.items():
+        method = "base" if condition == "base" else METHOD
+        by_seed = {None: dict(enumerate(values))} if condition == "base" else {s: dict(enumerate(values)) for s in seeds}
+        ev.scores[(M, method, condition, task)] = TaskScores(task, "exact_match", by_seed)
+    return ev
+
+
+def finding(entries: list[dict], fid: str) -> dict:
+    (entry,) = [e for e in entries if e["id"] == fid]
+    return entry
+
+
+def verdict(ev: Evidence, fid: str) -> str:
+    return finding(conclude(ev), fid)["verdict"]
+
+
+# --------------------------------------------------------------------------- F1 .. F4: paired scores
+
+F1_CASES = {
+    "supported": {("base", QA): items(0), ("narrative", QA): items(15)},
+    "contradicted": {("base", QA): items(6), ("narrative", QA): items(6)},
+    "inconclusive": {("base", QA): items(0, 10), ("narrative", QA): items(2, 10)},
+    "not measurable": {("base", QA): items(0)},  # no narrative model
+}
+
+
+@pytest.mark.parametrize("expected", list(F1_CASES))
+def test_f1_narrative_teaches_qa(expected):
+    assert verdict(evidence(F1_CASES[expected]), "F1") == expected
+
+
+def test_f1_qa_beyond_model_is_not_measurable():
+    ev = evidence(F1_CASES["supported"], control={(M, QA): {"beyond": True}})
+    entry = finding(conclude(ev), "F1")
+    assert entry["verdict"] == "not measurable" and "beyond" in entry["evidence"]["notes"][0]
+
+
+def test_f1_narrative_worse_than_base_is_contradicted():
+    ev = evidence({("base", QA): items(15), ("narrative", QA): items(0)})
+    assert verdict(ev, "F1") == "contradicted"
+
+
+F2_CASES = {
+    "supported": {("base", QA): items(0), ("narrative", QA): items(18),
+                  ("base", IND): items(2), ("narrative", IND): items(2)},
+    "contradicted": {("base", QA): items(0), ("narrative", QA): items(8),  # reasoning gains more than QA
+                     ("base", IND): items(0), ("narrative", IND): items(20)},
+    "inconclusive": {("base", QA): items(0, 10), ("narrative", QA): items(2, 10),
+                     ("base", IND): items(0, 10), ("narrative", IND): items(0, 10)},
+    "not measurable": {("base", QA): items(0), ("narrative", QA): items(18)},  # no reasoning task
+}
+
+
+@pytest.mark.parametrize("expected", list(F2_CASES))
+def test_f2_transfer_to_reasoning_less_than_to_qa(expected):
+    assert verdict(evidence(F2_CASES[expected]), "F2") == expected
+
+
+def test_f2_reasoning_task_beyond_model_is_left_out():
+    scores = {**F2_CASES["supported"], ("base", MC): items(0), ("narrative", MC): items(20)}
+    entry = finding(conclude(evidence(scores, control={(M, MC): {"beyond": True}})), "F2")
+    assert entry["verdict"] == "supported"  # with MC counted, the reasoning gain would be 0.5
+    assert any(MC in note for note in entry["evidence"]["notes"])
+    only_mc = {k: v for k, v in scores.items() if k[1] != IND}
+    assert verdict(evidence(only_mc, control={(M, MC): {"beyond": True}}), "F2") == "not measurable"
+
+
+def reasoning_cases(better: str) -> dict:
+    return {
+        "supported": {("narrative", IND): items(2), (better, IND): items(14)},
+        "contradicted": {("narrative", IND): items(10), (better, IND): items(4)},
+        "inconclusive": {("narrative", IND): items(0, 10), (better, IND): items(2, 10)},
+        "not measurable": {("narrative", IND): items(2)},
+    }
+
+
+@pytest.mark.parametrize("expected", ["supported", "contradicted", "inconclusive", "not measurable"])
+def test_f3_referencing_generalises_better(expected):
+    assert verdict(evidence(reasoning_cases("referencing")[expected]), "F3") == expected
+
+
+@pytest.mark.parametrize("expected", ["supported", "contradicted", "inconclusive", "not measurable"])
+def test_f4_forgetting_improves_reasoning(expected):
+    assert verdict(evidence(reasoning_cases("narrative+forgetting")[expected]), "F4") == expected
+
+
+def test_reasoning_uses_the_mean_over_tasks_and_several_seeds():
+    scores = {("narrative", IND): items(0), ("referencing", IND): items(20),
+              ("narrative", MC): items(10), ("referencing", MC): items(10)}
+    entry = finding(conclude(evidence(scores, seeds=(1, 2, 3))), "F3")
+    effect = entry["evidence"]["measurements"][0]
+    assert effect["value"] == pytest.approx(0.5) and entry["verdict"] == "supported"
+    assert {m["n_seeds"] for m in entry["evidence"]["measurements"][1:]} == {3}
+
+
+# --------------------------------------------------------------------------- F5: probes
+
+def probe(comparison: list[float], negation: list[float], seed=1) -> dict:
+    return {seed: {f"h{i}|r": {"comparison": c, "negation": n} for i, (c, n) in enumerate(zip(comparison, negation))}}
+
+
+SPREAD = [0.0, 0.2, -0.2, 0.1, -0.1, 0.3, -0.3, 0.05, -0.05, 0.0]
+
+
+def probes_case(expected: str) -> dict:
+    base = probe([s for s in SPREAD], [s for s in SPREAD], seed=None)
+    narr = probe([2 + s for s in SPREAD], [s for s in SPREAD])
+    ref = {"supported": probe([2 + s for s in SPREAD], [1.5 + s for s in SPREAD]),
+           "contradicted": probe([2 + s for s in SPREAD], [s for s in SPREAD]),
+           "inconclusive": probe([2 + s for s in SPREAD], [0.3 + 4 * s for s in reversed(SPREAD)])}.get(expected)
+    out = {(M, "base", "base"): base, (M, METHOD, "narrative"): narr}
+    if ref is not None:
+        out[(M, METHOD, "referencing")] = ref
+    return out
+
+
+@pytest.mark.parametrize("expected", ["supported", "contradicted", "inconclusive", "not measurable"])
+def test_f5_probe_signature(expected):
+    ev = evidence({("base", QA): items(0)}, probes=probes_case(expected))
+    assert verdict(ev, "F5") == expected
+
+
+# --------------------------------------------------------------------------- F6: ablation
+
+def sweep(drop_at: int, n: int = 12, partial: int | None = None) -> AblationSweep:
+    """9 layers, ks 0/3/6/9: every item right until the first k >= drop_at (partial: right at k=3)."""
+    ks = (0, 3, 6, 9)
+    bottom = {}
+    for k in ks:
+        if k < drop_at:
+            bottom[k] = {i: 1.0 for i in range(n)}
+        else:
+            bottom[k] = {i: 0.0 for i in range(n)}
+    if partial is not None:
+        bottom[3] = {i: float(i < partial) for i in range(n)}
+    return AblationSweep(num_layers=9, bottom_up=bottom, finetuned={i: 1.0 for i in range(n)},
+                         base={i: 0.0 for i in range(n)})
+
+
+def ablation_case(narr: AblationSweep, ref: AblationSweep | None) -> dict:
+    out = {(M, METHOD, "narrative", QA): {1: narr}}
+    if ref is not None:
+        out[(M, METHOD, "referencing", QA)] = {1: ref}
+    return out
+
+
+F6_CASES = {
+    "supported": (sweep(6), sweep(3)),  # narrative lost at k=6 (middle), referencing at k=3 (lower)
+    "contradicted": (sweep(3), sweep(3)),  # narrative decided lower, not middle
+    "inconclusive": (sweep(6, partial=7), sweep(3)),  # 7/12 right at k=3: k* is 3 or 6 by resample
+    "not measurable": (sweep(6), None),
+}
+
+
+@pytest.mark.parametrize("expected", list(F6_CASES))
+def test_f6_ablation_locus(expected):
+    ev = evidence({("base", QA): items(0)}, ablations=ablation_case(*F6_CASES[expected]))
+    assert verdict(ev, "F6") == expected
+
+
+def test_ablation_locus_rule():
+    assert [third(k, 9) for k in (1, 3, 4, 6, 7, 9, 10)] == ["lower", "lower", "middle", "middle", "upper",
+                                                             "upper", "nowhere"]
+    loc = ablation_locus({1: sweep(6)})
+    assert loc["k"] == 6 and loc["class"] == "middle" and loc["decided"] and loc["ci"] == [6, 6]
+    wide = ablation_locus({1: sweep(6, partial=7)})
+    assert wide["ci"] == [3, 6] and not wide["decided"]
+    flat = sweep(99)
+    assert ablation_locus({1: flat})["class"] == "nowhere"
+
+
+# --------------------------------------------------------------------------- the entries themselves
+
+def test_entries_carry_rule_and_evidence_and_are_json():
+    ev = evidence({**F2_CASES["supported"], ("referencing", IND): items(12),
+                   ("narrative+forgetting", IND): items(3)}, probes=probes_case("supported"),
+                  ablations=ablation_case(*F6_CASES["supported"]))
+    entries = conclude(ev)
+    assert [e["id"] for e in entries] == ["F1", "F2", "F3", "F4", "F5", "F6"]
+    for e in entries:
+        assert e["rule"] and e["claim"] and e["model"] == M and e["method"] == METHOD
+        for m in e["evidence"]["measurements"]:
+            assert {"name", "value", "ci95", "p_value", "test"} <= set(m)
+            assert len(m["ci95"]) == 2
+    json.dumps(entries)
+    assert "McNemar" in finding(entries, "F1")["evidence"]["measurements"][0]["test"]
+
+
+def test_no_trained_model_gives_not_measurable_entries():
+    entries = conclude(evidence({("base", QA): items(3)}))
+    assert len(entries) == 6 and {e["verdict"] for e in entries} == {"not measurable"}
+
+
+def test_level_is_validated_and_changes_the_interval():
+    ev = evidence(F1_CASES["supported"])
+    with pytest.raises(UserError):
+        conclude(ev, level=1.0)
+    ci95 = finding(conclude(ev), "F1")["evidence"]["measurements"][0]["ci95"]
+    ci50 = finding(conclude(ev, level=0.5), "F1")["evidence"]["measurements"][0]["ci95"]
+    assert ci95[0] <= ci50[0] and ci50[1] <= ci95[1] and ci50 != ci95
+    assert "50 %" in finding(conclude(ev, level=0.5), "F1")["rule"]
+
+
+def test_pair_items_pairs_seeds_and_base():
+    a = {1: {0: 1.0, 1: 0.0, 2: 1.0}, 2: {0: 0.0, 1: 1.0, 2: 1.0}}
+    base = {None: {0: 0.0, 1: 0.0}}
+    a_by, b_by, seeds = pair_items(a, base)
+    assert seeds == [1, 2] and a_by == [[1.0, 0.0], [0.0, 1.0]] and b_by == [[0.0, 0.0]] * 2
+    assert pair_items(a, {}) is None
+
+
+def test_control_flags_shapes():
+    assert control_flags({"m": {"Eval_QA": {"beyond": True}}}) == {("m", "Eval_QA"): {"beyond": True}}
+    assert control_flags({"m": {"tasks": {"Eval_QA": {"beyond": False, "acc": 1}}}})[("m", "Eval_QA")]["beyond"] is False
+    assert control_flags([{"model": "m", "task": "t", "beyond": True}])[("m", "t")]["beyond"] is True
+    assert control_flags(None) == {}
