@@ -64,7 +64,7 @@ def mean_token_loss(model, tok, rows: list[str], batch: int = 8) -> float:
     import torch
 
     from factlearn.train.data import collate
-    from factlearn.train.trainer import causal_lm_loss_module
+    from factlearn.train.loss import causal_lm_loss_module
 
     loss, ids = causal_lm_loss_module(model).eval(), tok(rows, truncation=True, max_length=1024)["input_ids"]
     total = sum(len(r) - 1 for r in ids)

@@ -109,3 +109,21 @@ def test_cloze_task_prompt_target_and_continuations():
     assert task.doc_continuations(doc) == [" Lisbon", " Tokyo", " Oslo", " Lima"]
     assert task.gold(doc) == "Tokyo"
     assert task.headline_metric == "acc"
+
+
+def test_cloze_configs_are_derived_for_a_source_without_them(tmp_path):
+    """The hub dataset and exports made before the additions have no cloze configs: they are derived."""
+    import shutil
+
+    from factlearn.data import load_cca
+    from factlearn.data.export import export
+
+    world = generate_world(6, 0)
+    export(world, tmp_path / "w", formats=("jsonl",))
+    for cloze in CLOZE_OF:
+        shutil.rmtree(tmp_path / "w" / "jsonl" / cloze)
+    data = load_cca(source=str(tmp_path / "w"))
+    for cloze, mc in CLOZE_OF.items():
+        assert list(data[cloze]) == cloze_rows(build_rows(world, mc)) == build_rows(world, cloze)
+    assert list(load_cca("Eval_2hop_reasoning_cloze", source=str(tmp_path / "w"))) == build_rows(
+        world, "Eval_2hop_reasoning_cloze")

@@ -29,8 +29,8 @@ ATOMIC_CONTEXTS = {"atomic_path", "atomic_dir"}
 ALLOWED = {
     # The live log is an append-only progress file in the work folder: deleted on failure, and replaced by the
     # finished folder's train_log.jsonl (written inside atomic_dir); appending a line cannot be a rename.
-    ("train/trainer.py", "RunLog.__init__"): "live log, replaced atomically at the end",
-    ("train/trainer.py", "RunLog.add"): "live log, replaced atomically at the end",
+    ("train/hooks.py", "RunLog.__init__"): "live log, replaced atomically at the end",
+    ("train/hooks.py", "RunLog.add"): "live log, replaced atomically at the end",
     # Writes into `root`, the atomic_dir temp folder that its only caller, export(), passes in.
     ("data/export.py", "_write_config"): "inside export()'s atomic_dir",
     # A stream captured while training, inside the cell folder that CellStore.execute builds with atomic_dir.

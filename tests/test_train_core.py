@@ -120,7 +120,7 @@ def test_loss_ignores_padding_but_counts_real_eos(tiny_model_dir):
 
     from factlearn.models import load_model
     from factlearn.train.data import collate
-    from factlearn.train.trainer import causal_lm_loss_module
+    from factlearn.train.loss import causal_lm_loss_module
 
     model, tok = load_model(str(tiny_model_dir), dtype="fp32")
     loss = causal_lm_loss_module(model)
@@ -146,7 +146,7 @@ def test_packed_rows_give_the_padded_loss_and_gradients(tiny_model_dir):
 
     from factlearn.models import load_model
     from factlearn.train.data import collate, pack
-    from factlearn.train.trainer import causal_lm_loss_module, packing_matches_padding
+    from factlearn.train.loss import causal_lm_loss_module, packing_matches_padding
 
     model, tok = load_model(str(tiny_model_dir), dtype="fp32", trainable=True)
     loss = causal_lm_loss_module(model)
@@ -175,7 +175,7 @@ def test_tied_embedding_gradient_equals_autograd(tiny_model_dir):
 
     from factlearn.models import load_model
     from factlearn.train.data import collate
-    from factlearn.train.trainer import causal_lm_loss_module
+    from factlearn.train.loss import causal_lm_loss_module
 
     model, tok = load_model(str(tiny_model_dir), dtype="fp32", trainable=True)
     assert model.get_input_embeddings().weight is model.get_output_embeddings().weight  # tied, as SmolLM2
@@ -194,7 +194,7 @@ def test_tied_embedding_gradient_equals_autograd(tiny_model_dir):
 def test_packing_guard_refuses_a_model_that_mixes_rows(tiny_model_dir):
     """A model that ignores the restarting position ids lets rows attend to each other: no packing."""
     from factlearn.models import load_model
-    from factlearn.train.trainer import causal_lm_loss_module, packing_matches_padding
+    from factlearn.train.loss import causal_lm_loss_module, packing_matches_padding
 
     model, tok = load_model(str(tiny_model_dir), dtype="fp32")
     loss = causal_lm_loss_module(model)
@@ -415,7 +415,7 @@ def test_lora_two_run_forgetting_keeps_lower_adapters_and_zeroes_upper(tiny_mode
     from peft.utils import load_peft_weights
 
     from factlearn.models import load_model
-    from factlearn.train.trainer import build_model, first_pass_reset
+    from factlearn.train.engine import build_model, first_pass_reset
 
     first = train(tiny_cfg(tiny_model_dir, corpus_file, tmp_path / "first", "method=lora", "lora.r=4"))
     cfg = tiny_cfg(tiny_model_dir, corpus_file, tmp_path / "second", "method=lora", "lora.r=4",
@@ -448,7 +448,7 @@ def test_lora_reset_makes_upper_layers_pretrained(tiny_model_dir):
 
     from factlearn.train.config import TrainConfig
     from factlearn.train.forgetting import reset_lora_layers
-    from factlearn.train.trainer import build_model
+    from factlearn.train.engine import build_model
 
     cfg = TrainConfig(model=str(tiny_model_dir), method="lora")
     cfg.lora.r = 4
@@ -538,7 +538,7 @@ def test_sharding_engines_are_refused_with_a_user_error(engine):
 
     from accelerate.utils import DistributedType
 
-    from factlearn.train.trainer import check_engine
+    from factlearn.train.engine import check_engine
 
     with pytest.raises(UserError, match="not supported by factlearn train yet.*DDP"):
         check_engine(SimpleNamespace(distributed_type=getattr(DistributedType, engine)))

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from factlearn.data.files import from_saved_dict, load_from_disk, read_any, read_config_folder, text_only
-from factlearn.data.schema import CONFIGS, CORPUS_CONFIGS, SPLIT_OF, check_config_name, conform
+from factlearn.data.schema import (CLOZE_OF, CONFIGS, CORPUS_CONFIGS, ORIGINAL_CONFIGS, SPLIT_OF, check_config_name,
+                                   conform)
 from factlearn.data.world import check_n_countries, generate_world
 from factlearn.errors import UserError
 
@@ -54,13 +55,15 @@ def load_cca(config: str | None = None, source: str | None = None, n_countries: 
 
         world = generate_world(n_countries, seed)
         return build_dataset(world, config) if config else build_cca(world)
+    if config in CLOZE_OF:  # factlearn's addition: derived from its MC config, so every source has it
+        return derive_cloze(load_cca(CLOZE_OF[config], source, n_countries, seed), config)
     if source == "hub":
-        return _load_hub(HUB_ID, config)
+        return _with_cloze(_load_hub(HUB_ID, config))
     path = Path(source).expanduser()
     if path.exists():
-        return _load_local(path, config)
+        return _with_cloze(_load_local(path, config))
     if _looks_like_hub_id(source):
-        return _load_hub(source, config)
+        return _with_cloze(_load_hub(source, config))
     raise UserError(f"data source '{source}' is not an existing folder, 'hub', or a hub dataset id; "
                     f"{ALTERNATIVES}")
 
@@ -87,6 +90,23 @@ def load_text_corpus(spec: str, n_countries: int = 20, seed: int = 0, source: st
         return text_only(_hub_text(repo, name or None), spec)
     raise UserError(f"text corpus '{spec}' is not a CCA corpus config ({', '.join(CORPUS_CONFIGS)}), an existing "
                     "file or folder (JSONL, parquet or save_to_disk with a text column), or a hub dataset id")
+
+
+def derive_cloze(mc: "datasets.Dataset", config: str) -> "datasets.Dataset":
+    """A cloze config (one row per distinct question) from its multiple-choice config's rows."""
+    from factlearn.data.build import cloze_rows, rows_to_dataset
+
+    return rows_to_dataset(cloze_rows(list(mc)), config)
+
+
+def _with_cloze(data):
+    """Add the cloze configs a DatasetDict lacks (the hub's, or an export made before they existed)."""
+    if not hasattr(data, "keys"):
+        return data
+    for cloze, mc in CLOZE_OF.items():
+        if cloze not in data and mc in data:
+            data[cloze] = derive_cloze(data[mc], cloze)
+    return data
 
 
 # --- hub ---------------------------------------------------------------------------------------------
@@ -126,7 +146,7 @@ def _load_hub(repo: str, config: str | None):
 
     cache_only = _check_hub(repo)
     loaded = {}
-    for name in [config] if config else list(CONFIGS):
+    for name in [config] if config else list(ORIGINAL_CONFIGS):  # the hub has no cloze configs
         try:
             ds = datasets.load_dataset(repo, name, split=SPLIT_OF[name])
         except Exception as e:  # network, missing config, cache miss: all become one clear line

@@ -6,8 +6,8 @@ done; the batch order itself is a pure function of seed and epoch), the log so f
 Each is built in a dot-named temp folder and renamed into place, so a SIGKILL mid-write leaves the
 previous checkpoint as the newest complete one.
 
-Hand-written rather than `accelerator.save_state` because that saves the whole model (540 MB per
-LoRA checkpoint of a 135M model instead of 80 MB) and knows nothing of our data position. Sharded
+Hand-written rather than `accelerator.save_state` because that saves the whole model (the frozen
+base weights in every LoRA checkpoint, not just the adapter) and knows nothing of our data position. Sharded
 engines (DeepSpeed, FSDP) would need `accelerator.save_state`; the trainer refuses them (check_engine).
 """
 

@@ -73,9 +73,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     lr_scheduler: str = "linear"  # any transformers SchedulerType name
     gradient_checkpointing: bool = False
-    # Opt-in: on a short run it cost ~5% higher final loss and was not faster (benchmarks/bench_train.py).
+    # Opt-in: less varied batches raised the final loss of a short benchmark run, and were not faster.
     bucket_by_length: bool = False  # group rows of similar length into a batch (less padding, less varied batches)
-    # Same loss as padding (checked once per model); skips padding compute, ~8% faster SmolLM2 steps on CPU.
+    # Same loss as padding (checked once per model); skips the padding's compute (benchmarks/README.md).
     pack_rows: bool = True  # lay a micro-batch's rows end to end (block-diagonal attention) when cheaper than padding
     dtype: str = "auto"  # compute precision; bf16/fp16 = fp32 master weights + autocast (like HF bf16=True)
     device: str = "auto"  # auto, cpu, cuda; under `accelerate launch` the launcher decides

@@ -4,8 +4,8 @@ A micro-batch is either packed (every row laid end to end in one sequence whose 
 at 0 for each row, so attention never crosses rows and no compute goes to padding) or right-padded
 to its longest row; `pack_pays_off` picks the cheaper one. Opt-in length buckets
 (bucket_by_length) sort rows by length inside shuffled chunks: nearly pad-free batches, but less
-varied ones (on a 6-step benchmark the final loss was ~5% higher), so the default keeps random
-batches as the original did. Either way the order depends only on (seed, epoch), which resume uses.
+varied ones, so the default keeps random batches as the original did. Either way the order
+depends only on (seed, epoch), which resume uses.
 """
 
 from __future__ import annotations

@@ -1,0 +1,66 @@
+"""What the loop reports to: the run log, the eval hook, and the progress bar.
+
+Only the main process reports; the others wait where the main one evaluates.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+from factlearn.errors import UserError
+from factlearn.train.config import TrainConfig
+
+EvalHook = Callable[[object, object, int], dict]  # (model, tokenizer, step) -> metrics for the log
+
+
+class RunLog:
+    """train_log.jsonl rows, kept in memory (they go into checkpoints) and appended to a live file."""
+
+    def __init__(self, path: Path, rows: list[dict], enabled: bool):
+        self.path, self.rows, self.enabled = path, list(rows), enabled
+        if enabled:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("".join(json.dumps(r) + "\n" for r in self.rows))
+
+    def add(self, row: dict) -> None:
+        if not self.enabled:
+            return
+        self.rows.append(row)
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def default_eval_hook(cfg: TrainConfig) -> EvalHook:
+    """Eval-in-the-loop with factlearn.evaluate on the same CCA world the corpus came from."""
+    try:
+        from factlearn.evaluate import evaluate
+    except ImportError:
+        raise UserError("eval_every > 0 needs factlearn.evaluate, which is not available; set eval_every=0") from None
+    data = None
+    if not Path(cfg.subset).suffix and not Path(cfg.subset).is_dir():
+        from factlearn.data import load_cca
+
+        data = load_cca(None, source=cfg.data_source, n_countries=cfg.n_countries, seed=cfg.data_seed)
+
+    def hook(model, tokenizer, step):
+        return evaluate(model, tokenizer, tasks=list(cfg.eval_tasks), data=data, limit=cfg.eval_limit).metrics
+
+    return hook
+
+
+def run_eval(hook: EvalHook, accelerator, model, tokenizer, step: int, log: RunLog) -> None:
+    """Evaluate on the main process (in eval mode) and log the metrics; every process waits for it."""
+    if accelerator.is_main_process:
+        model.eval()
+        metrics = hook(model, tokenizer, step)
+        model.train()
+        log.add({"step": step, "eval": metrics})
+    accelerator.wait_for_everyone()
+
+
+def progress_bar(total: int, initial: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc="train", unit="step", disable=not enabled, dynamic_ncols=True)
