@@ -10,11 +10,12 @@ The paper's definition: text has statistical co-occurrence of (h, r, t) when, fo
   `templates.RELATION_KEYWORDS` (e.g. "capital", "seat of government" / "famous", "known for"), whole
   words, any case. This is a keyword heuristic: every factlearn template carries a keyword of its own
   relation and none of the other's (tested), so on our corpora it is exact; on foreign text a
-  paraphrase without any keyword is missed. Facts whose relation string is not one of ours get the
-  capital or animal keywords when the string mentions "capital" or "famous"/"animal", else the
-  relation string's own words.
+  paraphrase without any keyword is missed. A facts file declares each relation's keywords (and its
+  wording is checked against them). Other relation strings get the capital or animal keywords when
+  the string mentions "capital" or "famous"/"animal", else the relation string's own words.
 - count(h, r, t): passages mentioning h, a keyword of r, and t. Candidate wrong tails are the other
-  tails of the same relation among the facts.
+  tails of the same relation among the facts, except tails that are true for the head too (a
+  multi-valued relation).
 
 A fact has statistical co-occurrence when count(h, r, true tail) > max over wrong tails of
 count(h, r, wrong tail); a tie does not count. The summary reports the share of such facts (overall
@@ -26,7 +27,7 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from factlearn.data.schema import RELATION_ANIMAL, RELATION_CAPITAL
 from factlearn.data.templates import RELATION_KEYWORDS
@@ -131,15 +132,23 @@ class _EntityFinder:
         return found
 
 
-def audit_texts(texts: Iterable[str], facts: Sequence[Fact]) -> AuditResult:
-    """Count, per fact, passages where (head, relation words, tail) co-occur vs the best wrong tail."""
+def audit_texts(texts: Iterable[str], facts: Sequence[Fact],
+                keywords: Mapping[str, Sequence[str]] | None = None) -> AuditResult:
+    """Count, per fact, passages where (head, relation words, tail) co-occur vs the best wrong tail.
+
+    `keywords` gives relations their keyword phrases (a facts file declares them); others use
+    `keywords_for`. A tail that is also true for the head (a multi-valued relation) is not wrong.
+    """
     facts = [Fact(*f) for f in facts]
     if not facts:
         raise UserError("the audit needs at least one fact; pass a Facts config with rows")
+    keywords = dict(keywords or {})
     relations = list(dict.fromkeys(f.relation for f in facts))
     heads = {r: {f.head for f in facts if f.relation == r} for r in relations}
     tails = {r: {f.tail for f in facts if f.relation == r} for r in relations}
-    patterns = {r: re.compile(r"\b(?:" + "|".join(re.escape(k) for k in sorted(keywords_for(r), key=len, reverse=True))
+    true = set(facts)
+    patterns = {r: re.compile(r"\b(?:" + "|".join(re.escape(k) for k in sorted(keywords.get(r) or keywords_for(r),
+                                                                              key=len, reverse=True))
                               + r")\b", re.IGNORECASE) for r in relations}
     finder = _EntityFinder({f.head for f in facts} | {f.tail for f in facts})
     counts: dict[tuple[str, str], Counter] = defaultdict(Counter)
@@ -159,7 +168,8 @@ def audit_texts(texts: Iterable[str], facts: Sequence[Fact]) -> AuditResult:
     audits = []
     for f in facts:
         c = counts.get((f.head, f.relation), Counter())
-        wrong = sorted(((n, t) for t, n in c.items() if t != f.tail), key=lambda x: (-x[0], x[1]))
+        wrong = sorted(((n, t) for t, n in c.items() if Fact(f.head, f.relation, t) not in true),
+                       key=lambda x: (-x[0], x[1]))
         audits.append(FactAudit(f.head, f.relation, f.tail, c.get(f.tail, 0),
                                 wrong[0][1] if wrong else None, wrong[0][0] if wrong else 0))
     return AuditResult(audits, n_passages)
@@ -169,7 +179,9 @@ def audit_corpus(corpus: str, source: str | None = None, n_countries: int = 20, 
     """Audit a corpus (a CCA corpus config name from `source`, or a path / hub id) against `source`'s Facts."""
     from factlearn.data.load import load_cca, load_text_corpus
 
+    from factlearn.data.custom import relation_keywords
+
     texts = load_text_corpus(corpus, n_countries=n_countries, seed=seed, source=source)["text"]
     facts_ds = load_cca("Facts", source=source, n_countries=n_countries, seed=seed)
     facts = [Fact(h, r, t) for h, r, t in zip(facts_ds["head"], facts_ds["relation"], facts_ds["tail"])]
-    return audit_texts(texts, facts)
+    return audit_texts(texts, facts, keywords=relation_keywords(source))

@@ -1,4 +1,4 @@
-"""`factlearn data`: generate, show and audit Country-city-animals data. Heavy imports stay inside functions."""
+"""`factlearn data`: generate, show and audit CCA data or a world from a facts file. Heavy imports stay inside functions."""
 
 from __future__ import annotations
 
@@ -17,10 +17,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda args: _no_action(p))
 
     g = data_sub.add_parser("generate", help="generate a world and export every config (jsonl, parquet, arrow)",
-                            description="Generate a world and write OUT/{jsonl,parquet,arrow}/<Config> plus a "
-                            "dataset card OUT/README.md. Same parameters, same bytes.")
+                            description="Generate a world (CCA, or your own from --facts) and write "
+                            "OUT/{jsonl,parquet,arrow}/<Config> plus a dataset card OUT/README.md. Same parameters, "
+                            "same bytes.")
     g.add_argument("out", metavar="OUT", help="output folder (must not exist or be empty, unless --overwrite)")
-    _world_args(g)
+    g.add_argument("--facts", metavar="FILE", default=None,
+                   help="a facts file (YAML or JSON; format: docs/facts-file.md) to build the world from instead "
+                   "of the CCA generator")
+    g.add_argument("--n-countries", type=int, default=None,
+                   help="countries in the generated CCA world (default 20, canonical; not with --facts)")
+    g.add_argument("--seed", type=int, default=0, help="generator seed (default 0, canonical)")
     g.add_argument("--formats", nargs="+", default=["jsonl", "parquet", "arrow"], metavar="FMT",
                    help="any of jsonl parquet arrow (default: all three)")
     g.add_argument("--overwrite", action="store_true", help="replace OUT once the new export is complete")
@@ -77,9 +83,40 @@ def run_generate(args: argparse.Namespace) -> int:
     from factlearn.data.world import generate_world
 
     formats = check_formats(" ".join(args.formats))
-    world = generate_world(args.n_countries, args.seed)
+    if args.facts is not None:
+        return _generate_facts(args, formats)
+    n_countries = 20 if args.n_countries is None else args.n_countries
+    world = generate_world(n_countries, args.seed)
     out = export(world, args.out, formats=formats, overwrite=args.overwrite)
-    print(f"wrote {out}: {args.n_countries} countries, seed {args.seed}, formats {', '.join(formats)}")
+    print(f"wrote {out}: {n_countries} countries, seed {args.seed}, formats {', '.join(formats)}")
+    return 0
+
+
+def _generate_facts(args: argparse.Namespace, formats: tuple[str, ...]) -> int:
+    """`data generate OUT --facts FILE`: the whole world is built (and checked) before anything is written."""
+    from pathlib import Path
+
+    from factlearn.data.custom import FactsWorld, read_spec
+    from factlearn.data.export import export
+    from factlearn.errors import UserError
+
+    if args.n_countries is not None:
+        raise UserError("--n-countries sizes the generated CCA world; a facts file brings its own facts, so drop "
+                        "--n-countries (or --facts)")
+    path = Path(args.facts).expanduser()
+    if not path.is_file():
+        raise UserError(f"facts file {path} does not exist or is not a file; pass a YAML or JSON facts file "
+                        "(see docs/facts-file.md and examples/people.yaml)")
+    world = FactsWorld(read_spec(path), args.seed)
+    world.tables  # noqa: B018 - build and check every config before the export starts writing
+    out = export(world, args.out, formats=formats, overwrite=args.overwrite)
+    spec = world.spec
+    print(f"wrote {out}: {len(spec.facts)} facts, {len(spec.relations)} relations "
+          f"({', '.join(r.name for r in spec.relations)}), seed {args.seed}, formats {', '.join(formats)}")
+    for config in world.configs:
+        print(f"  {config:<28} {len(world.rows(config)):>7} rows")
+    for note in world.notes:
+        print(f"note: {note}")
     return 0
 
 

@@ -5,6 +5,7 @@ save_to_disk) is factlearn.data.files's job, so the parsing rules live in one pl
 
 Sources for `load_cca`:
 - None (or "generator"): the world generator (canonical world by default). No network, instant.
+- A facts file (.yaml/.yml, or .json with `relations`): its world, built by factlearn.data.custom.
 - "hub" or a hub dataset id: a real `datasets.load_dataset` call. The hub's reachability is checked
   first (a 3 s TCP probe), so offline use fails in seconds with a message naming the alternatives;
   with HF_HUB_OFFLINE=1 only the local HF cache is tried.
@@ -55,6 +56,11 @@ def load_cca(config: str | None = None, source: str | None = None, n_countries: 
 
         world = generate_world(n_countries, seed)
         return build_dataset(world, config) if config else build_cca(world)
+    from factlearn.data.custom import world_for_source
+
+    facts_world = world_for_source(source, seed)  # a facts file: its world, built in memory
+    if facts_world is not None:
+        return facts_world.dataset(config) if config else facts_world.dataset_dict()
     if config in CLOZE_OF:  # factlearn's addition: derived from its MC config, so every source has it
         return derive_cloze(load_cca(CLOZE_OF[config], source, n_countries, seed), config)
     if source == "hub":
