@@ -326,6 +326,49 @@ def test_eval_hook_results_go_to_the_log(tiny_model_dir, corpus_file, tmp_path):
     assert evals[1]["eval"]["Eval_multiple_choice"]["acc"] == pytest.approx(0.29)
 
 
+@pytest.mark.parametrize("log_every", [1, 3])
+def test_progress_callback_sees_every_step_and_ends_at_total(tiny_model_dir, corpus_file, tmp_path, log_every):
+    calls = []
+    out = train(tiny_cfg(tiny_model_dir, corpus_file, tmp_path / "run", f"log_every={log_every}"),
+                on_progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(step, 10) for step in range(11)]  # 18 rows / batch 4 = 5 steps an epoch, 2 epochs
+    logged = [r["step"] for r in read_log(out) if "loss" in r]
+    assert logged == [s for s in range(1, 11) if s % log_every == 0 or s == 10]  # the log thins out, progress not
+
+
+def test_progress_callback_starts_at_the_resumed_step(tiny_model_dir, corpus_file, tmp_path):
+    def stop(model, tok, step):
+        if step == 4:  # the eval runs before step 4's checkpoint: step 2's is the newest
+            raise KeyboardInterrupt
+
+    save = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_cfg(tiny_model_dir, corpus_file, save, "checkpoint_every=2", "eval_every=1"), eval_hook=stop)
+    calls = []
+    train(tiny_cfg(tiny_model_dir, corpus_file, save, "checkpoint_every=2"), resume=True,
+          on_progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(step, 10) for step in range(2, 11)]
+
+
+def test_rows_longer_than_max_length_are_counted_and_reported(tiny_model_dir, corpus_file, tmp_path, capsys):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    lengths = [len(tok(t)["input_ids"]) for t in corpus_texts()]
+    limit = sorted(lengths)[len(lengths) // 2]  # some rows end exactly at it: those are not cut
+    longer = sum(n > limit for n in lengths)
+    assert 0 < longer < len(lengths) and limit in lengths
+    out = train(tiny_cfg(tiny_model_dir, corpus_file, tmp_path / "cut", f"max_length={limit}", "epochs=1"))
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert (summary["truncated_rows"], summary["max_length"]) == (longer, limit)
+    said = [line for line in capsys.readouterr().err.splitlines() if "longer than max_length" in line]
+    assert len(said) == 1 and f"{longer} of {len(lengths)} training rows" in said[0] and f"cut to {limit}" in said[0]
+    out = train(tiny_cfg(tiny_model_dir, corpus_file, tmp_path / "whole", f"max_length={max(lengths)}", "epochs=1"))
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert (summary["truncated_rows"], summary["max_length"]) == (0, max(lengths))
+    assert "longer than max_length" not in capsys.readouterr().err
+
+
 # --- resume ---------------------------------------------------------------------------------------
 
 def final_weights(folder: Path) -> dict:

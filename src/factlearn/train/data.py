@@ -34,13 +34,23 @@ def load_corpus(subset: str, data_source: str | None = None, n_countries: int = 
     return load_text_corpus(subset, n_countries=n_countries, seed=data_seed, source=data_source)
 
 
-def tokenize_rows(texts: list[str], tokenizer, max_length: int) -> list[list[int]]:
-    """One token sequence per row, truncated to max_length; rows with < 2 tokens carry no loss and are dropped."""
-    ids = tokenizer(list(texts), truncation=True, max_length=max_length, add_special_tokens=True)["input_ids"]
+def tokenize_rows(texts: list[str], tokenizer, max_length: int) -> tuple[list[list[int]], int]:
+    """(One token sequence per row, truncated to max_length; how many rows were cut to max_length).
+
+    Rows with < 2 tokens carry no loss and are dropped. A row is counted as cut only if it is longer
+    than max_length; the few rows that end exactly at the limit are tokenized once more to tell.
+    """
+    texts = list(texts)
+    ids = tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=True)["input_ids"]
+    at_limit = [texts[i] for i, r in enumerate(ids) if len(r) >= max_length]
+    truncated = 0
+    if at_limit:
+        longer = tokenizer(at_limit, truncation=True, max_length=max_length + 1, add_special_tokens=True)["input_ids"]
+        truncated = sum(len(r) > max_length for r in longer)
     rows = [r for r in ids if len(r) >= 2]
     if not rows:
         raise UserError("every corpus row is shorter than 2 tokens; there is nothing to train on")
-    return rows
+    return rows, truncated
 
 
 def epoch_batches(lengths: list[int], step_rows: int, seed: int, epoch: int, bucket: bool = True) -> list[list[int]]:

@@ -1,4 +1,4 @@
-"""What the loop reports to: the run log, the eval hook, and the progress bar.
+"""What the loop reports to: the run log, the eval hook, the progress bar and the progress callback.
 
 Only the main process reports; the others wait where the main one evaluates.
 """
@@ -13,6 +13,7 @@ from factlearn.errors import UserError
 from factlearn.train.config import TrainConfig
 
 EvalHook = Callable[[object, object, int], dict]  # (model, tokenizer, step) -> metrics for the log
+ProgressCallback = Callable[[int, int], None]  # (optimizer steps done, total optimizer steps)
 
 
 class RunLog:

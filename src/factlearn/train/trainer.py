@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,7 @@ from factlearn.train.cpu_memory import keep_freed_memory_on_cpu
 from factlearn.train.data import (collate, epoch_batches, load_corpus, pack, pack_pays_off, shard_step,
                                   steps_per_epoch, target_tokens, tokenize_rows)
 from factlearn.train.engine import build_model, check_engine, first_pass_reset, make_accelerator, make_optimizer
-from factlearn.train.hooks import EvalHook, RunLog, default_eval_hook, progress_bar, run_eval
+from factlearn.train.hooks import EvalHook, ProgressCallback, RunLog, default_eval_hook, progress_bar, run_eval
 from factlearn.train.loss import attention_costs, causal_lm_loss_module, packing_matches_padding
 from factlearn.train.output import (LIVE_LOG, check_same_config, discard_work_if_unresumable, prepare_output,
                                     save_output)
@@ -46,11 +47,14 @@ from factlearn.train.schedule import Phase, make_scheduler, plan_phases
 __all__ = ["train", "TrainState", "LIVE_LOG"]
 
 
-def train(cfg: TrainConfig, eval_hook: EvalHook | None = None, resume: bool = False) -> Path:
+def train(cfg: TrainConfig, eval_hook: EvalHook | None = None, resume: bool = False,
+          on_progress: ProgressCallback | None = None) -> Path:
     """Finetune per `cfg`; return the finished output folder (HF model or peft adapter + logs).
 
-    Collective under `accelerate launch`: every process calls it; only the main one writes files.
-    Everything that can be wrong with the input is checked before the first step.
+    Collective under `accelerate launch`: every process calls it; only the main one writes files and
+    calls `on_progress(optimizer_steps_done, total_optimizer_steps)`: once at the start (with the
+    resumed step) and after every optimizer step. Everything that can be wrong with the input is
+    checked before the first step.
     """
     from accelerate.utils import set_seed
 
@@ -71,7 +75,11 @@ def train(cfg: TrainConfig, eval_hook: EvalHook | None = None, resume: bool = Fa
     set_seed(cfg.seed)
     model, tokenizer = build_model(cfg, str(accelerator.device))
     texts = load_corpus(cfg.subset, cfg.data_source, cfg.n_countries, cfg.data_seed)["text"]
-    rows = tokenize_rows(texts, tokenizer, cfg.max_length)
+    rows, truncated = tokenize_rows(texts, tokenizer, cfg.max_length)
+    if truncated and accelerator.is_main_process:
+        print(f"factlearn: {truncated} of {len(texts)} training rows are longer than max_length={cfg.max_length} "
+              f"tokens and were cut to {cfg.max_length}; raise max_length to train on them whole",
+              file=sys.stderr, flush=True)
     pretrained_upper = None
     if cfg.forget.at_epoch is not None and cfg.method == "full":
         pretrained_upper = forgetting.snapshot_upper_layers(model, cfg.forget.start_layer)
@@ -81,13 +89,15 @@ def train(cfg: TrainConfig, eval_hook: EvalHook | None = None, resume: bool = Fa
     created = not save.exists()
     log = RunLog(save / LIVE_LOG, ckpt_io.read_log(resume_from) if resume_from else [],
                  enabled=accelerator.is_main_process)
-    state = TrainState(cfg, accelerator, model, tokenizer, rows, log, to_yaml(cfg), eval_hook, pretrained_upper)
+    state = TrainState(cfg, accelerator, model, tokenizer, rows, log, to_yaml(cfg), eval_hook, on_progress,
+                       pretrained_upper)
     try:
         summary = _loop(state, resume_from)
     except BaseException:
         if accelerator.is_main_process:
             discard_work_if_unresumable(save, created)
         raise
+    summary.update(truncated_rows=truncated, max_length=cfg.max_length)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         save_output(cfg, model, tokenizer, log.rows, summary, state.config_yaml)
@@ -107,6 +117,7 @@ class TrainState:
     log: RunLog
     config_yaml: str  # saved into every checkpoint
     eval_hook: EvalHook | None = None
+    on_progress: ProgressCallback | None = None
     pretrained_upper: dict | None = None  # the upper layers' pretrained weights (forget.at_epoch, method=full)
     loss_module: Any = None  # the prepared causal_lm_loss_module; set by the loop
     packing_costs: tuple[float, float] | None = None  # pack_pays_off's costs; None = always pad
@@ -150,6 +161,7 @@ def _loop(state: TrainState, resume_from: Path | None) -> dict:
     _prepare_loss(state)
     started = time.time()
     progress = progress_bar(state.total_steps, state.step, accelerator.is_main_process)
+    _report_progress(state)
     try:
         if state.eval_hook and state.step == 0:
             run_eval(state.eval_hook, accelerator, state.model, state.tokenizer, 0, state.log)
@@ -227,6 +239,7 @@ def _train_phase(state: TrainState, phase: Phase, progress, resumed: StartPoint 
                                "lr": lr, "tokens_per_s": round(tokens_per_s, 1), "phase": phase.number})
             progress.update(1)
             progress.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:.0f}")
+            _report_progress(state)
             if state.eval_hook and cfg.eval_every and state.step % cfg.eval_every == 0:
                 run_eval(state.eval_hook, accelerator, state.model, state.tokenizer, state.step, state.log)
             if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.step < state.total_steps:
@@ -278,3 +291,8 @@ def _forget_now(state: TrainState) -> None:
     else:
         forgetting.reset_full_layers(state.model, state.pretrained_upper, start)
     state.log.add({"step": state.step, "event": "forget_reset", "forget_start_layer": start})
+
+
+def _report_progress(state: TrainState) -> None:
+    if state.on_progress is not None and state.accelerator.is_main_process:
+        state.on_progress(state.step, state.total_steps)
