@@ -105,10 +105,13 @@ def run_probe(args: argparse.Namespace) -> int:
         _positive(args.max_wrong, "--max-wrong")
     compare = [ProbeResult.load(p) for p in args.compare]  # fail on a bad file before loading the model
     run_cfg = read_run_config(args.adapter or args.model) if Path(args.adapter or args.model).is_dir() else {}
-    world, _ = _load_world(run_cfg, args)
+    world, source = _load_world(run_cfg, args)
     label = args.label or Path(args.adapter or args.model).name
     model, tokenizer = load_model(args.model, adapter=args.adapter, device=args.device)
-    result = probe_facts(model, tokenizer, world["Facts"], batch_size=args.batch_size, label=label,
+    from factlearn.data.custom import probe_templates  # a facts file's own; None: the CCA templates
+
+    result = probe_facts(model, tokenizer, world["Facts"], templates=probe_templates(source),
+                         batch_size=args.batch_size, label=label,
                          model_name=model_label(args.adapter or args.model, run_cfg),
                          corpus=args.corpus or corpus_label(run_cfg), max_wrong=args.max_wrong)
     out = Path(args.out or Path("analysis") / f"probe-{label}")

@@ -31,7 +31,10 @@ referencing sentence shape), so a high score is not recall of a memorised senten
     "On the city flag of {head}, the animal shown {is} the"
     "The animal most closely linked with the city of {head} {is} the"
 
-Other relations (your own Facts data) need templates passed in: {relation: [template, ...]}.
+Other relations (your own Facts data) need templates passed in: {relation: [template, ...]}. A facts
+file brings them: each relation's `probes:`, else prompts built from its statements that end in
+"... is {tail}." (factlearn.data.custom.probe_templates; docs/facts-file.md, "Probes"). Those are
+training sentence shapes, so a facts file should give its own `probes:` for the clean test.
 """
 
 from __future__ import annotations

@@ -59,7 +59,8 @@ def _no_action(parser: argparse.ArgumentParser) -> int:
 def add_model_world_flags(p: argparse.ArgumentParser) -> None:
     """--data/--n-countries/--seed for commands that evaluate a model: by default the world it was trained on."""
     p.add_argument("--data", default=None, metavar="SRC",
-                   help="where the CCA world comes from: built-in generator (default), 'hub', or a local folder; "
+                   help="where the world comes from: built-in CCA generator (default), 'hub', a local folder, or "
+                        "a facts file (docs/facts-file.md); "
                         "default for a training output folder: the world it was trained on (its config.yaml)")
     p.add_argument("--n-countries", type=int, default=None, metavar="N",
                    help="size of a generated world (default: the training run's, else 20)")
@@ -74,7 +75,7 @@ def _world_args(p: argparse.ArgumentParser) -> None:
 def _source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", default=None,
                    help="where the data comes from: the generator (default), 'hub' (xiaozeroone/Country-city-animals), "
-                   "a hub id, or a local folder")
+                   "a hub id, a local folder, or a facts file (docs/facts-file.md)")
     _world_args(p)
 
 
