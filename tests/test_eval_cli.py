@@ -98,6 +98,35 @@ def test_lm_eval_gives_identical_prompts_and_answers(tmp_path, tiny_model_dir):
     assert lm_results["factlearn_Eval_QA"]["f1,none"] == pytest.approx(ours_metrics["Eval_QA"]["f1"])
 
 
+def test_lm_eval_gives_identical_answers_on_the_cloze_tasks(tmp_path, tiny_model_dir):
+    """The two cloze tasks (factlearn's additions) through lm-eval 0.4: same prompts, same chosen text per
+    item, and lm-eval's own acc and acc_norm (per-character normalised) equal ours."""
+    from factlearn.evaluate.export import compare_with_lm_eval, lm_eval_command, read_lm_eval_samples
+
+    tasks, limit = ["Eval_multiple_choice_cloze", "Eval_2hop_reasoning_cloze"], 6
+    export_dir = tmp_path / "lm-eval-tasks"
+    proc = run_cli("export-lm-eval", str(export_dir), "--tasks", ",".join(tasks), "--n-countries", "6")
+    assert proc.returncode == 0, proc.stderr
+    ours = run_cli("eval", str(tiny_model_dir), "--tasks", ",".join(tasks), "--n-countries", "6", "--limit",
+                   str(limit), "--out", str(tmp_path / "ours"), "--device", "cpu")
+    assert ours.returncode == 0, ours.stderr
+    records = {t: [json.loads(x) for x in (tmp_path / "ours" / "records" / f"{t}.jsonl").read_text().splitlines()]
+               for t in tasks}
+    cmd = lm_eval_command(tiny_model_dir, export_dir, tasks, tmp_path / "lm-eval-out", limit=limit)
+    theirs = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **OFFLINE}, timeout=600)
+    assert theirs.returncode == 0, theirs.stderr[-3000:]
+    samples = read_lm_eval_samples(tmp_path / "lm-eval-out")
+    assert {t: len(s) for t, s in samples.items()} == {t: limit for t in tasks}
+    assert compare_with_lm_eval(records, samples) == {t: [] for t in tasks}
+    # predictions are choice texts (not letters), so the comparison checks the text lm-eval picked
+    assert {r["prediction"] for r in records[tasks[0]]} - {"A", "B", "C", "D"}
+    lm_results = json.loads(next((tmp_path / "lm-eval-out").rglob("results_*.json")).read_text())["results"]
+    ours_metrics = json.loads((tmp_path / "ours" / "results.json").read_text())["metrics"]
+    for t in tasks:
+        for m in ("acc", "acc_norm"):
+            assert lm_results[f"factlearn_{t}"][f"{m},none"] == pytest.approx(ours_metrics[t][m]), (t, m)
+
+
 @pytest.mark.slow
 def test_default_model_answers_a_few_questions(tmp_path, default_model_dir):
     """SmolLM2 end to end through the CLI: QA on three items of the canonical world."""
@@ -111,3 +140,40 @@ def test_default_model_answers_a_few_questions(tmp_path, default_model_dir):
     # a pretrained model copies the 5-shot format: short non-empty answers, not rambling text
     assert all(0 < len(r["prediction"].split()) <= 6 for r in records)
     assert "Eval_QA" in proc.stdout and "exact_match" in proc.stdout
+
+
+def test_control_eval_marks_tasks_and_writes_capability(tmp_path, tiny_model_dir):
+    """The tiny random model knows no capital: every control task must come out beyond it, with its test."""
+    proc = run_cli("eval", str(tiny_model_dir), "--control", "--tasks", "Eval_QA,Eval_multiple_choice_cloze",
+                   "--limit", "8", "--out", str(tmp_path / "c"), "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((tmp_path / "c" / "results.json").read_text())
+    assert results["config"]["data"] == "control"
+    cap = results["capability"]
+    assert set(cap) == {"Eval_QA", "Eval_multiple_choice_cloze"}
+    assert cap["Eval_QA"]["chance"] == pytest.approx(1 / 20) and cap["Eval_multiple_choice_cloze"]["chance"] == 0.25
+    for entry in cap.values():
+        assert entry["n"] == 8 and 0 <= entry["ci95"][0] <= entry["value"] <= entry["ci95"][1] <= 1
+        assert entry["beyond"] == (entry["p_value"] >= 0.05)
+    assert cap["Eval_QA"]["beyond"] is True  # a random model gets no capital right
+    assert set(results["ci95"]["Eval_QA"]) == {"exact_match", "f1"}
+    assert results["contamination"]["Eval_QA"]["share"] == 0.0
+    assert "BEYOND" in proc.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--control", "--tasks", "Eval_2hop_reasoning_cloze"], "have no control: the animal relation is fictional"),
+    (["--control", "--data", "hub"], "drop --data"),
+    (["--shots", "nearby"], "unknown shots option 'nearby'"),
+    (["--tasks", "Eval_QA,Eval_nope"], "unknown task(s) Eval_nope"),
+])
+def test_measurement_flags_bad_input_is_one_line_and_writes_nothing(tmp_path, tiny_model_dir, args, message):
+    proc = run_cli("eval", str(tiny_model_dir), *args, "--out", str(tmp_path / "out"))
+    assert_one_line_error(proc, message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_control_with_a_hub_id_offline_is_one_line(tmp_path):
+    proc = run_cli("eval", "meta-llama/Meta-Llama-3-8B", "--control", "--out", str(tmp_path / "out"))
+    assert_one_line_error(proc, "meta-llama/Meta-Llama-3-8B")
+    assert not (tmp_path / "out").exists()

@@ -17,8 +17,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _task_and_data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tasks", default=None, metavar="A,B",
-                   help="comma-separated task names (default: the seven CCA tasks)")
+                   help="comma-separated task names (default: the seven CCA tasks and the two cloze additions)")
     p.add_argument("--num-fewshot", type=int, default=5, metavar="K", help="few-shot examples per item (default 5)")
+    p.add_argument("--shots", default="same-split", choices=None, metavar="POOL",
+                   help="where few-shot examples come from: same-split (the original: the eval split itself) or "
+                   "other-facts (never an example about the item's own fact)")
     add_model_world_flags(p)
 
 
@@ -30,6 +33,9 @@ def _register_eval(sub) -> None:
     p.add_argument("model", nargs="?", default=None,
                    help="alias (default smollm2-135m), HF folder, training output folder, adapter folder, .gguf or hub id")
     p.add_argument("--adapter", default=None, help="a LoRA adapter folder to put on MODEL")
+    p.add_argument("--control", action="store_true",
+                   help="evaluate on the capability control (real countries and capitals the model should know) "
+                   "instead of a CCA world; marks each task above chance or 'beyond this model'")
     _task_and_data_flags(p)
     p.add_argument("--limit", type=int, default=None, metavar="N", help="evaluate only the first N items of each task")
     p.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass (default 16)")
@@ -74,12 +80,22 @@ def _world(args, run_config: dict) -> tuple[str | None, int, int]:
 def _load_checked(args, run_config: dict):
     """Resolve tasks and data and check num_fewshot before any model is loaded, so bad input fails fast."""
     from factlearn.evaluate.engine import resolve_data, task_docs
-    from factlearn.evaluate.fewshot import check_num_fewshot
+    from factlearn.evaluate.fewshot import check_num_fewshot, check_shots
     from factlearn.evaluate.tasks import get_tasks
 
+    check_shots(args.shots)
+    if getattr(args, "control", False):
+        from factlearn.evaluate.control import control_data, control_tasks
+
+        if args.data is not None:
+            raise UserError("--control evaluates on the built-in control world; drop --data (or drop --control)")
+        tasks, dataset = control_tasks(args.tasks), control_data()
+        for task in tasks:
+            check_num_fewshot(task, len(task_docs(dataset, task)), args.num_fewshot)
+        return tasks, dataset, ("control", len(dataset["Facts"]), 0)
     tasks = get_tasks(args.tasks)
     source, n_countries, seed = _world(args, run_config)
-    dataset = resolve_data(source, [t.config for t in tasks], n_countries, seed)
+    dataset = resolve_data(source, [t.config for t in tasks] + ["Facts"], n_countries, seed)
     for task in tasks:
         check_num_fewshot(task, len(task_docs(dataset, task)), args.num_fewshot)
     return tasks, dataset, (source, n_countries, seed)
@@ -101,6 +117,9 @@ def run_eval(args: argparse.Namespace) -> int:
 
     get_tasks(args.tasks)  # fail on a task name before touching model or data
     check_output_path(args.out or _default_out(args.model, args.adapter), folder=True)
+    from factlearn.evaluate.fewshot import check_shots
+
+    check_shots(args.shots)
     if not (args.model and (Path(args.model) / "adapter_config.json").is_file()):
         resolve_model_path(args.model)  # a folder without weights fails here, in a second
     run_config = _run_config(args.adapter) or _run_config(args.model)
@@ -116,7 +135,11 @@ def run_eval(args: argparse.Namespace) -> int:
     model, tokenizer = load_model(args.model, adapter=args.adapter, device=args.device, dtype=args.dtype)
     console.print(f"factlearn eval: {describe(model)}")
     result = evaluate(model, tokenizer, tasks=[t.name for t in tasks], data=dataset, num_fewshot=args.num_fewshot,
-                      limit=args.limit, batch_size=args.batch_size, log=console.print)
+                      limit=args.limit, batch_size=args.batch_size, log=console.print, shots=args.shots)
+    if args.control:
+        from factlearn.evaluate.control import capability
+
+        result.capability = capability(result.metrics, result.records, dataset)
     out = Path(args.out) if args.out else _default_out(args.model, args.adapter)
     path = save_results(result, out, extra_config={
         "model": args.model, "adapter": args.adapter, "data": source, "n_countries": n_countries, "seed": seed,
@@ -135,7 +158,7 @@ def run_export(args: argparse.Namespace) -> int:
     run_config = _run_config(None)
     tasks, dataset, _ = _load_checked(args, run_config)
     names = export_lm_eval(args.out, tasks=[t.name for t in tasks], data=dataset, num_fewshot=args.num_fewshot,
-                           overwrite=args.overwrite)
+                           overwrite=args.overwrite, shots=args.shots)
     print(f"wrote {len(names)} tasks to {args.out}; run: lm_eval --model hf --model_args pretrained=MODEL "
           f"--include_path {args.out} --tasks {','.join(names)}")
     return 0

@@ -1,7 +1,9 @@
 """The evaluator: turn tasks and data into prompts, score them with scoring.py, and aggregate metrics.
 
 One code path for every task: a task is data (tasks.py), prompts come from fewshot.py, the model is
-only touched through scoring.py (score_choices for multiple choice, generate_until for generation).
+only touched through scoring.py (score_choices for letter multiple choice, score_continuations for
+cloze, generate_until for generation). Every metric is stored with its 95 % interval over items, and
+every task with its few-shot contamination (share of items whose shots hold the same fact).
 """
 
 from __future__ import annotations
@@ -12,26 +14,43 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from factlearn.errors import UserError
-from factlearn.evaluate.fewshot import Prompt, build_prompts
+from factlearn.evaluate.fewshot import SAME_SPLIT, Prompt, build_prompts, check_shots, contamination, fact_keys
 from factlearn.evaluate.metrics import GENERATIVE_METRICS, choice_predictions, mean
-from factlearn.evaluate.scoring import generate_until, score_choices
-from factlearn.evaluate.tasks import GENERATE, Task, get_tasks
+from factlearn.evaluate.scoring import generate_until, score_choices, score_continuations
+from factlearn.evaluate.tasks import CLOZE, GENERATE, Task, get_tasks
 
 
 # --------------------------------------------------------------------------- data
 
 def resolve_data(data, configs: Sequence[str], n_countries: int = 20, seed: int = 0) -> Mapping[str, Any]:
     """A mapping config -> rows. `data` is such a mapping (e.g. load_cca's DatasetDict), or a source
-    for factlearn.data.load_cca (None = the built-in generator, "hub", or a local folder)."""
+    for factlearn.data.load_cca (None = the built-in generator, "hub", or a local folder).
+
+    "Facts" is optional (contamination is measured with it, evaluation runs without it): a source
+    that lacks it is not an error.
+    """
     if data is not None and not isinstance(data, (str, Path)):
         return data
-    try:
-        from factlearn.data import load_cca
-    except ImportError:
-        raise UserError("factlearn.data is not installed, so no dataset can be loaded; pass `data` as a "
-                        "dict of datasets keyed by config name") from None
-    return {c: load_cca(c, source=str(data) if data is not None else None, n_countries=n_countries, seed=seed)
-            for c in dict.fromkeys(configs)}
+    from factlearn.data import load_cca
+
+    source = str(data) if data is not None else None
+    out = {}
+    for config in dict.fromkeys(configs):
+        try:
+            out[config] = load_cca(config, source=source, n_countries=n_countries, seed=seed)
+        except UserError:
+            if config != "Facts":
+                raise
+    return out
+
+
+def world_entities(dataset: Mapping[str, Any]) -> set[str]:
+    """Heads and tails of the data's Facts config (empty without one): what contamination matches on."""
+    if "Facts" not in dataset:
+        return set()
+    rows = dataset["Facts"]
+    rows = rows.to_list() if hasattr(rows, "to_list") else [dict(r) for r in rows]
+    return {r["head"] for r in rows} | {r["tail"] for r in rows}
 
 
 def task_docs(dataset: Mapping[str, Any], task: Task) -> list[dict]:
@@ -61,6 +80,9 @@ class EvalResult:
     """Per-task metrics, per-item records, and timing (seconds) of one evaluation."""
 
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    intervals: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # task -> metric -> ci95
+    contamination: dict[str, dict] = field(default_factory=dict)  # task -> {"items", "contaminated", "share"}
+    capability: dict[str, dict] = field(default_factory=dict)  # control runs only: task -> chance test
     records: dict[str, list[dict]] = field(default_factory=dict)
     timing: dict[str, float] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
@@ -79,15 +101,36 @@ def _run_generate(model, tokenizer, task: Task, docs: list[dict], prompts: list[
     return records
 
 
+def _cloze_logliks(model, tokenizer, task: Task, docs: list[dict], prompts: list[Prompt],
+                   batch_size: int) -> list[list[float]]:
+    """Each choice's text scored as a continuation of the context (one request per choice, as lm-eval)."""
+    contexts, continuations, owners = [], [], []
+    for item, prompt in enumerate(prompts):
+        for continuation in task.doc_continuations(docs[prompt.doc_index]):
+            contexts.append(prompt.context)
+            continuations.append(continuation)
+            owners.append(item)
+    flat = score_continuations(model, tokenizer, contexts, continuations, batch_size)
+    logliks: list[list[float]] = [[] for _ in prompts]
+    for item, ll in zip(owners, flat):
+        logliks[item].append(ll)
+    return logliks
+
+
 def _run_multiple_choice(model, tokenizer, task: Task, docs: list[dict], prompts: list[Prompt],
                          batch_size: int) -> list[dict]:
-    logliks = score_choices(model, tokenizer, [p.context for p in prompts], task.continuations(), batch_size)
+    if task.kind == CLOZE:
+        logliks = _cloze_logliks(model, tokenizer, task, docs, prompts, batch_size)
+    else:
+        logliks = score_choices(model, tokenizer, [p.context for p in prompts], task.continuations(), batch_size)
     records = []
     for prompt, lls in zip(prompts, logliks):
-        gold_index = int(docs[prompt.doc_index]["answer"])
-        picks = choice_predictions(lls, task.choice_labels)
+        doc = docs[prompt.doc_index]
+        gold_index = int(doc["answer"])
+        names = task.choice_texts(doc)
+        picks = choice_predictions(lls, names)
         records.append({"doc_index": prompt.doc_index, "prompt": prompt.context,
-                        "prediction": task.choice_labels[picks["acc"]], "gold": task.choice_labels[gold_index],
+                        "prediction": names[picks["acc"]], "gold": names[gold_index],
                         "correct": picks["acc"] == gold_index, "acc": float(picks["acc"] == gold_index),
                         "acc_norm": float(picks["acc_norm"] == gold_index), "logliks": lls,
                         "fewshot": list(prompt.fewshot_indices)})
@@ -96,23 +139,32 @@ def _run_multiple_choice(model, tokenizer, task: Task, docs: list[dict], prompts
 
 def evaluate(model, tokenizer, tasks: list[str] | str | None = None, data=None, num_fewshot: int = 5,
              limit: int | None = None, batch_size: int = 16, n_countries: int = 20, seed: int = 0,
-             log: Callable[[str], None] | None = None) -> EvalResult:
+             log: Callable[[str], None] | None = None, shots: str = SAME_SPLIT, level: float = 0.95) -> EvalResult:
     """Evaluate a model in memory (plain or peft) on tasks; usable inside training (eval-in-the-loop).
 
     `data`: a dict of datasets keyed by config name (as load_cca(None) returns) or a load_cca source.
     `limit` keeps the first N items of each task in the original's shuffled order (so a limited run
-    is a prefix of the full one). The model's train/eval mode is restored afterwards.
+    is a prefix of the full one). `shots`: "same-split" (the original) or "other-facts" (no shot about
+    the item's own fact). The model's train/eval mode is restored afterwards.
     """
+    from factlearn.analyze.stats import check_level
+
     selected = get_tasks(tasks)
     if batch_size < 1:
         raise UserError(f"batch_size must be >= 1, not {batch_size}")
-    dataset = resolve_data(data, [t.config for t in selected], n_countries, seed)
+    check_shots(shots)
+    level = check_level(level)
+    dataset = resolve_data(data, [t.config for t in selected] + ["Facts"], n_countries, seed)
+    entities = world_entities(dataset)
     plan = []
+    result = EvalResult(config={"tasks": [t.name for t in selected], "num_fewshot": num_fewshot, "limit": limit,
+                                "batch_size": batch_size, "shots": shots, "level": level})
     for task in selected:  # build every prompt first: bad input fails before any model time is spent
         docs = task_docs(dataset, task)
-        plan.append((task, docs, build_prompts(task, docs, num_fewshot, limit)))
-    result = EvalResult(config={"tasks": [t.name for t in selected], "num_fewshot": num_fewshot, "limit": limit,
-                                "batch_size": batch_size})
+        keys = fact_keys(task, docs, entities)
+        prompts = build_prompts(task, docs, num_fewshot, limit, shots=shots, keys=keys)
+        result.contamination[task.name] = contamination(prompts, docs, keys)
+        plan.append((task, docs, prompts))
     was_training = model.training
     model.eval()
     started = time.perf_counter()
@@ -123,6 +175,7 @@ def evaluate(model, tokenizer, tasks: list[str] | str | None = None, data=None, 
             records = run(model, tokenizer, task, docs, prompts, batch_size)
             result.records[task.name] = records
             result.metrics[task.name] = {m: mean([r[m] for r in records]) for m in task.metrics}
+            result.intervals[task.name] = {m: _interval([r[m] for r in records], level) for m in task.metrics}
             result.timing[task.name] = time.perf_counter() - t0
             if log:
                 shown = ", ".join(f"{k} {v:.3f}" for k, v in result.metrics[task.name].items())
@@ -132,3 +185,11 @@ def evaluate(model, tokenizer, tasks: list[str] | str | None = None, data=None, 
             model.train()
     result.timing["total"] = time.perf_counter() - started
     return result
+
+
+def _interval(values: list[float], level: float) -> list[float]:
+    """The item-level interval of a mean score: Wilson for 0/1 scores (acc, exact match), else bootstrap."""
+    from factlearn.analyze.stats import item_interval
+
+    low, high, _ = item_interval(values, level)
+    return [low, high]

@@ -10,6 +10,8 @@ its prompt is then byte-identical to ours. Items are written in our evaluation o
   these two check its averaging over the same items, not the metric code itself.
 - multiple choice: output_type multiple_choice, choices ["A","B","C","D"], target_delimiter " ", so
   lm-eval scores " A".." D" after the context, as we do; acc / acc_norm are lm-eval's own.
+- cloze (factlearn's addition): output_type multiple_choice with each row's own `choices` column as
+  doc_to_choice, so lm-eval scores " {choice}" after the context; acc / acc_norm are lm-eval's own.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from pathlib import Path
 from factlearn.atomic import atomic_dir
 from factlearn.errors import UserError
 from factlearn.evaluate import metrics
-from factlearn.evaluate.engine import resolve_data, task_docs
-from factlearn.evaluate.fewshot import build_prompts
-from factlearn.evaluate.tasks import GENERATE, Task, get_tasks
+from factlearn.evaluate.engine import resolve_data, task_docs, world_entities
+from factlearn.evaluate.fewshot import build_prompts, fact_keys
+from factlearn.evaluate.tasks import CLOZE, GENERATE, Task, get_tasks
 
 PREFIX = "factlearn_"
 
@@ -69,7 +71,7 @@ def _yaml_for(task: Task, data_file: Path) -> str:
     else:
         config.update({
             "output_type": "multiple_choice",
-            "doc_to_choice": list(task.choice_labels),
+            "doc_to_choice": "choices" if task.kind == CLOZE else list(task.choice_labels),
             "target_delimiter": " ",
             "metric_list": [{"metric": m, "aggregation": "mean", "higher_is_better": True} for m in task.metrics],
         })
@@ -77,8 +79,16 @@ def _yaml_for(task: Task, data_file: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _row(task: Task, doc: dict, context: str, doc_index: int) -> dict:
+    row = {"context": context, "answer": task.gold(doc) if task.kind == GENERATE else int(doc["answer"]),
+           "doc_index": doc_index}
+    if task.kind == CLOZE:
+        row["choices"] = [str(c) for c in doc["choices"]]
+    return row
+
+
 def export_lm_eval(out_dir: str | Path, tasks: list[str] | str | None = None, data=None, num_fewshot: int = 5,
-                   n_countries: int = 20, seed: int = 0, overwrite: bool = False) -> list[str]:
+                   n_countries: int = 20, seed: int = 0, overwrite: bool = False, shots: str = "same-split") -> list[str]:
     """Write OUT/<lm-eval task>.yaml, OUT/data/<task>.jsonl and OUT/utils.py; return the lm-eval task names.
 
     Each data row: {"context": full prompt, "answer": gold text or gold index, "doc_index": row in the split}.
@@ -87,17 +97,16 @@ def export_lm_eval(out_dir: str | Path, tasks: list[str] | str | None = None, da
     if out_dir.exists() and not overwrite:
         raise UserError(f"{out_dir} already exists; pass another folder or --overwrite")
     selected = get_tasks(tasks)
-    dataset = resolve_data(data, [t.config for t in selected], n_countries, seed)
+    dataset = resolve_data(data, [t.config for t in selected] + ["Facts"], n_countries, seed)
+    entities = world_entities(dataset)
     names = []
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         (tmp / "data").mkdir()
         (tmp / "utils.py").write_text(_utils_source())
         for task in selected:
             docs = task_docs(dataset, task)
-            rows = [{"context": p.context,
-                     "answer": task.gold(docs[p.doc_index]) if task.kind == GENERATE else int(docs[p.doc_index]["answer"]),
-                     "doc_index": p.doc_index}
-                    for p in build_prompts(task, docs, num_fewshot)]
+            prompts = build_prompts(task, docs, num_fewshot, shots=shots, keys=fact_keys(task, docs, entities))
+            rows = [_row(task, docs[p.doc_index], p.context, p.doc_index) for p in prompts]
             (tmp / "data" / f"{task.name}.jsonl").write_text(
                 "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
             # data_files must name the final location, not the temporary folder being built.
@@ -139,7 +148,7 @@ def _lm_eval_prediction(task: Task, sample: dict) -> str:
     if task.kind == GENERATE:
         return sample["filtered_resps"][0]
     logliks = [float(r[0]) for r in sample["filtered_resps"]]
-    return task.choice_labels[metrics.argmax(logliks)]
+    return task.choice_texts(sample["doc"])[metrics.argmax(logliks)]
 
 
 def compare_with_lm_eval(records: dict[str, list[dict]], samples: dict[str, dict[int, dict]]) -> dict[str, list[dict]]:
