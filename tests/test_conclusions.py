@@ -41,7 +41,7 @@ def verdict(ev: Evidence, fid: str) -> str:
 
 F1_CASES = {
     "supported": {("base", QA): items(0), ("narrative", QA): items(15)},
-    "contradicted": {("base", QA): items(6), ("narrative", QA): items(6)},
+    "contradicted": {("base", QA): items(60, 200), ("narrative", QA): items(60, 200)},  # many items, no gain
     "inconclusive": {("base", QA): items(0, 10), ("narrative", QA): items(2, 10)},
     "not measurable": {("base", QA): items(0)},  # no narrative model
 }
@@ -56,6 +56,14 @@ def test_f1_qa_beyond_model_is_not_measurable():
     ev = evidence(F1_CASES["supported"], control={(M, QA): {"beyond": True}})
     entry = finding(conclude(ev), "F1")
     assert entry["verdict"] == "not measurable" and "beyond" in entry["evidence"]["notes"][0]
+
+
+def test_few_agreeing_items_are_inconclusive_not_contradicted():
+    # 3 items where both models score 0: no evidence of "no effect" (a plain bootstrap would say [0, 0])
+    entry = finding(conclude(evidence({("base", QA): items(0, 3), ("narrative", QA): items(0, 3)})), "F1")
+    assert entry["verdict"] == "inconclusive"
+    lo, hi = entry["evidence"]["measurements"][0]["ci95"]
+    assert lo < -0.2 and hi > 0.2
 
 
 def test_f1_narrative_worse_than_base_is_contradicted():

@@ -88,3 +88,15 @@ def test_levels_outside_zero_one_are_user_errors(level):
         stats.above_chance(1, 2, 0.25, level)
     with pytest.raises(UserError):
         stats.paired_comparison([[1]], [[0]], level)
+
+
+def test_bounded_intervals_do_not_collapse_on_agreeing_items():
+    agree = stats.paired_comparison([[0, 0, 0]], [[0, 0, 0]], bounds=(0, 1))
+    assert agree["ci"][0] < -0.2 and agree["ci"][1] > 0.2 and agree["p_value"] == 1.0
+    many = stats.paired_comparison([[0] * 400], [[0] * 400], bounds=(0, 1))
+    assert -0.02 < many["ci"][0] < 0 < many["ci"][1] < 0.02
+    assert stats.bootstrap_mean_ci([0.0, 0.0, 0.0], bounds=(0, 1))[1] > 0.1
+    assert stats.bootstrap_mean_ci([0.0, 0.0, 0.0]) == (0.0, 0.0)
+    # three seeds that agree exactly still carry the items' uncertainty
+    seeds = stats.score_interval([[0, 0, 0, 0]] * 3)
+    assert seeds["ci"][0] == 0.0 and seeds["ci"][1] > 0.3

@@ -6,9 +6,13 @@ item i of the other), which removes the items' own difficulty from the noise.
 
 - a proportion (0/1 item scores, one seed): Wilson score interval;
 - a mean of other item scores (F1, probe ratios in nats): percentile bootstrap over items;
-- several seeds: Student-t interval on the seed means (the spread between trained models);
+- several seeds: Student-t interval on the seed means (the spread between trained models), never
+  narrower than the item-level interval;
 - two conditions on the same items: the difference of means, a paired bootstrap interval, and a
   p-value: exact McNemar for 0/1 scores of one pairing, else the paired bootstrap's.
+
+For bounded scores the bootstraps add a half-weight pseudo-item at each end of the range (see
+paired_bootstrap_replicates): a plain bootstrap of three items that all agree has zero width.
 
 scipy is not a dependency of factlearn, so the binomial tails and Student's t distribution are
 computed here by hand (math.comb; the closed-form t CDF for integer degrees of freedom, inverted by
@@ -67,15 +71,18 @@ def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> tuple[fl
     return float(lo), float(hi)
 
 
-def bootstrap_mean_ci(values: Sequence[float], level: float = 0.95, n_boot: int = N_BOOT,
-                      seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of a mean: resample the values with replacement, `n_boot` times."""
+def bootstrap_mean_ci(values: Sequence[float], level: float = 0.95, n_boot: int = N_BOOT, seed: int = 0,
+                      bounds: tuple[float, float] | None = None) -> tuple[float, float]:
+    """Percentile bootstrap interval of a mean: resample the values with replacement, `n_boot` times.
+
+    With `bounds` (a score's range) it is the Bayesian bootstrap with a half-weight pseudo-value at
+    each bound (see paired_bootstrap_replicates), so a few equal values do not give a zero-width interval.
+    """
     level = check_level(level)
     x = np.asarray(values, dtype=float)
     if x.size == 0:
         raise ValueError("a mean needs at least one value")
-    rng = np.random.default_rng(seed)
-    reps = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
+    reps = _resampled_means(x, n_boot, np.random.default_rng(seed), bounds)
     return percentile_interval(reps, level)
 
 
@@ -122,21 +129,23 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, flo
     return float(x.mean()) - half, float(x.mean()) + half
 
 
-def item_interval(values: Sequence[float], level: float = 0.95, n_boot: int = N_BOOT,
-                  seed: int = 0) -> tuple[float, float, str]:
+def item_interval(values: Sequence[float], level: float = 0.95, n_boot: int = N_BOOT, seed: int = 0,
+                  bounds: tuple[float, float] | None = None) -> tuple[float, float, str]:
     """(low, high, method) over items: Wilson for 0/1 scores, percentile bootstrap otherwise."""
-    if is_binary(values):
+    if is_binary(values) and bounds in (None, (0, 1)):
         return (*wilson_interval(int(sum(values)), len(values), level), "wilson")
-    return (*bootstrap_mean_ci(values, level, n_boot, seed), "bootstrap")
+    return (*bootstrap_mean_ci(values, level, n_boot, seed, bounds), "bootstrap")
 
 
 def score_interval(per_seed: Sequence[Sequence[float]], level: float = 0.95, n_boot: int = N_BOOT,
                    seed: int = 0, bounds: tuple[float, float] | None = (0.0, 1.0)) -> dict:
     """The mean of item scores and its interval: over seeds when >= 2 seeds, else over items.
 
-    `per_seed` holds one list of item scores per seed. With several seeds the interval is a t-interval
-    on the seed means (clipped to `bounds`, since a score cannot leave [0, 1]); with one seed it is
-    the item-level interval. Returns {"mean", "ci": [low, high], "method", "n_items", "n_seeds"}.
+    `per_seed` holds one list of item scores per seed. With one seed the interval is the item-level
+    one. With several it is a t-interval on the seed means (clipped to `bounds`: a score cannot leave
+    [0, 1]), widened where needed to cover the item-level interval of the seed-averaged items: seeds
+    that agree exactly (all 0, say) say nothing about the items' own sampling noise.
+    Returns {"mean", "ci": [low, high], "method", "n_items", "n_seeds"}.
     """
     level = check_level(level)
     seeds = [list(s) for s in per_seed if len(s)]
@@ -146,8 +155,12 @@ def score_interval(per_seed: Sequence[Sequence[float]], level: float = 0.95, n_b
     if len(seeds) >= 2:
         lo, hi = t_interval(means, level)
         method = f"t over {len(seeds)} seed means"
+        if len({len(s) for s in seeds}) == 1:
+            ilo, ihi, _ = item_interval(list(np.mean(seeds, axis=0)), level, n_boot, seed, bounds)
+            lo, hi = min(lo, ilo), max(hi, ihi)
+            method += ", at least the item-level interval"
     else:
-        lo, hi, method = item_interval(seeds[0], level, n_boot, seed)
+        lo, hi, method = item_interval(seeds[0], level, n_boot, seed, bounds)
     if bounds is not None:
         lo, hi = max(bounds[0], lo), min(bounds[1], hi)
     return {"mean": float(np.mean(means)), "ci": [lo, hi], "method": method,
@@ -188,23 +201,35 @@ def above_chance(successes: int, n: int, chance: float, level: float = 0.95) -> 
 # --------------------------------------------------------------------------- paired comparisons
 
 def paired_bootstrap_replicates(a_by_seed: Sequence[Sequence[float]], b_by_seed: Sequence[Sequence[float]],
-                                n_boot: int = N_BOOT, seed: int = 0) -> np.ndarray:
+                                n_boot: int = N_BOOT, seed: int = 0,
+                                bounds: tuple[float, float] | None = None) -> np.ndarray:
     """Bootstrap replicates of mean(a - b), resampling items and keeping every pair together.
 
     a_by_seed[s][i] and b_by_seed[s][i] are the scores of the same item i in seed s's pairing. The
     difference is averaged over items, then over seeds. Seeds that share the item set (the usual
-    case: every seed is evaluated on the same items) are resampled with the same item indices, since
-    an easy item is easy in every seed; the seeds themselves are not resampled.
+    case: every seed is evaluated on the same items) are resampled with the same items, since an
+    easy item is easy in every seed; the seeds themselves are not resampled.
+
+    With `bounds` (the range of a score, (0, 1) for accuracy) the resampling is Rubin's Bayesian
+    bootstrap (Dirichlet weights on the items) plus two pseudo-items of weight 1/2 at the smallest and
+    largest possible difference. Without them, a few items on which both conditions agree would
+    give the interval [0, 0]: certainty of "no effect" from, say, three items. The pseudo-items keep
+    the interval as wide as so few items warrant, and matter little once items are many.
     """
     diffs = [np.asarray(a, dtype=float) - np.asarray(b, dtype=float) for a, b in zip(a_by_seed, b_by_seed)]
     if not diffs or any(d.size == 0 for d in diffs):
         raise ValueError("a paired comparison needs at least one item in every seed")
     rng = np.random.default_rng(seed)
-    sizes = {d.size for d in diffs}
-    if len(sizes) == 1:
-        idx = rng.integers(0, diffs[0].size, size=(n_boot, diffs[0].size))
-        return np.mean([d[idx].mean(axis=1) for d in diffs], axis=0)
-    return np.mean([d[rng.integers(0, d.size, size=(n_boot, d.size))].mean(axis=1) for d in diffs], axis=0)
+    groups = [np.mean(diffs, axis=0)] if len({d.size for d in diffs}) == 1 else diffs
+    pseudo = None if bounds is None else (bounds[0] - bounds[1], bounds[1] - bounds[0])
+    return np.mean([_resampled_means(g, n_boot, rng, pseudo) for g in groups], axis=0)
+
+
+def _resampled_means(values: np.ndarray, n_boot: int, rng, pseudo: tuple[float, float] | None) -> np.ndarray:
+    if pseudo is None:  # classical: n items drawn with replacement
+        return values[rng.integers(0, values.size, size=(n_boot, values.size))].mean(axis=1)
+    weights = rng.dirichlet(np.concatenate([np.ones(values.size), [0.5, 0.5]]), size=n_boot)
+    return weights @ np.concatenate([values, pseudo])
 
 
 def bootstrap_p_value(replicates: np.ndarray) -> float:
@@ -216,10 +241,12 @@ def bootstrap_p_value(replicates: np.ndarray) -> float:
 
 
 def paired_comparison(a_by_seed: Sequence[Sequence[float]], b_by_seed: Sequence[Sequence[float]],
-                      level: float = 0.95, n_boot: int = N_BOOT, seed: int = 0) -> dict:
+                      level: float = 0.95, n_boot: int = N_BOOT, seed: int = 0,
+                      bounds: tuple[float, float] | None = None) -> dict:
     """Condition a against condition b on the same items: difference of means, interval, p-value.
 
-    The interval is the paired bootstrap's (see paired_bootstrap_replicates). The p-value is exact
+    The interval is the paired bootstrap's (see paired_bootstrap_replicates; pass the score's
+    `bounds` for bounded scores). The p-value is exact
     McNemar when the scores are 0/1 and there is one pairing (one seed); otherwise, with several seeds
     (their pairs are not independent: same items) or non-0/1 scores, the paired bootstrap's.
     Returns {"diff", "ci", "p_value", "test", "n_items", "n_seeds", "replicates"} (replicates: ndarray).
@@ -230,7 +257,7 @@ def paired_comparison(a_by_seed: Sequence[Sequence[float]], b_by_seed: Sequence[
     for a, b in zip(a_by_seed, b_by_seed):
         if len(a) != len(b):
             raise ValueError("paired scores need the same items in both conditions")
-    reps = paired_bootstrap_replicates(a_by_seed, b_by_seed, n_boot, seed)
+    reps = paired_bootstrap_replicates(a_by_seed, b_by_seed, n_boot, seed, bounds)
     diff = float(np.mean([np.mean(np.asarray(a, float) - np.asarray(b, float)) for a, b in zip(a_by_seed, b_by_seed)]))
     flat_a = [v for s in a_by_seed for v in s]
     flat_b = [v for s in b_by_seed for v in s]

@@ -39,6 +39,7 @@ VERDICTS = ("supported", "contradicted", "inconclusive", "not measurable")
 MIN_EFFECT = 0.05  # score difference (scores in [0, 1]) below which an effect is not meaningful
 MIN_EFFECT_NATS = 0.1  # the same for probe ratios, in nats
 NARR, REF, FORGET = "narrative", "referencing", "narrative+forgetting"
+SCORE_RANGE = (0.0, 1.0)  # task scores; probe ratios (nats) are unbounded
 
 
 @dataclass
@@ -72,14 +73,14 @@ class Judge:
     def pct(self) -> str:
         return f"{self.level * 100:g} %"
 
-    def compare(self, name: str, a: dict | None, b: dict | None) -> Measure | None:
+    def compare(self, name: str, a: dict | None, b: dict | None, bounds=SCORE_RANGE) -> Measure | None:
         """Paired comparison a - b of two seed -> item -> score maps (None when either is missing)."""
         pairs = pair_items(a or {}, b or {})
         if pairs is None:
             return None
         a_by, b_by, _ = pairs
         seed = zlib.crc32(name.encode("utf-8"))  # deterministic, and independent between measures
-        c = paired_comparison(a_by, b_by, self.level, self.n_boot, seed)
+        c = paired_comparison(a_by, b_by, self.level, self.n_boot, seed, bounds)
         return Measure(name, c["diff"], c["ci"], c["p_value"], c["test"],
                        {"n_items": c["n_items"], "n_seeds": c["n_seeds"]}, c["replicates"])
 
@@ -189,12 +190,15 @@ def _ratio(probes: dict | None, ratio: str) -> dict | None:
 def f5_probes(j: Judge, model: str, method: str):
     get = j.ev.probes.get
     narr, ref, base = get((model, method, NARR)), get((model, method, REF)), get((model, *BASE))
-    comp = j.compare("comparison ratio: narrative - base (nats)", _ratio(narr, "comparison"), _ratio(base, "comparison"))
-    contrast = j.compare("negation ratio: referencing - narrative (nats)", _ratio(ref, "negation"), _ratio(narr, "negation"))
+
+    def diff(ratio: str, a, b, a_name: str, b_name: str) -> Measure | None:  # nats: no bounded range
+        return j.compare(f"{ratio} ratio: {a_name} - {b_name} (nats)", _ratio(a, ratio), _ratio(b, ratio), None)
+
+    comp = diff("comparison", narr, base, NARR, "base")
+    contrast = diff("negation", ref, narr, REF, NARR)
     if comp is None or contrast is None:
         return "not measurable", [], ["needs probe results of the base, narrative and referencing models"]
-    extra = [m for m in (j.compare("negation ratio: narrative - base (nats)", _ratio(narr, "negation"), _ratio(base, "negation")),
-                         j.compare("negation ratio: referencing - base (nats)", _ratio(ref, "negation"), _ratio(base, "negation")))
+    extra = [m for m in (diff("negation", narr, base, NARR, "base"), diff("negation", ref, base, REF, "base"))
              if m is not None]
     verdicts = {j.effect_verdict(comp, j.min_effect_nats), j.effect_verdict(contrast, j.min_effect_nats)}
     verdict = ("contradicted" if "contradicted" in verdicts else
