@@ -89,12 +89,31 @@ def make_plots(results: dict, run_dir: Path) -> list[dict]:
     return figures
 
 
+def add_conclusions(results: dict, run_dir: Path) -> dict:
+    """Intervals next to every score, paired "comparisons" and the computed "conclusions" (in place).
+
+    Read from the cells' per-item records (factlearn.report.evidence); the level is the run config's
+    `ci_level` when it has one, else 0.95.
+    """
+    from factlearn.report.conclusions import conclude
+    from factlearn.report.evidence import evidence_from_run
+    from factlearn.report.intervals import add_uncertainty
+
+    level = results["run_config"].get("ci_level") or 0.95
+    evidence = evidence_from_run(run_dir, results)
+    add_uncertainty(results, evidence, run_dir, level)
+    results["ci_level"] = level
+    results["conclusions"] = conclude(evidence, level)
+    return results
+
+
 def build_report(run_dir: str | Path) -> dict:
     """Write results.json, table.md, table.csv, plots/*.png and report.html; return the results."""
     from factlearn.report.html import render_html
 
     run_dir = Path(run_dir)
     results = collect_results(run_dir)
+    add_conclusions(results, run_dir)
     results["figures"] = make_plots(results, run_dir)
     tasks = results["table"]["tasks"]
     atomic_write_text(run_dir / "table.md", to_markdown(results["table"]["rows"], tasks, results["run_config"]["num_fewshot"]))

@@ -79,6 +79,67 @@ def results_table_html(results: dict) -> str:
             + "".join(rows) + "</table>")
 
 
+VERDICT_STYLE = {"supported": "#d4edda", "contradicted": "#f8d7da", "inconclusive": "#fff3cd",
+                 "not measurable": "#e2e3e5"}
+
+
+def _num(x, digits: int = 3) -> str:
+    return "–" if x is None else f"{x:.{digits}f}" if isinstance(x, float) else str(x)
+
+
+def _measure(m: dict) -> str:
+    """One evidence line: name = value [low, high], p, test."""
+    lo, hi = (m.get("ci95") or [None, None])[:2]
+    text = f"{m['name']} = {_num(m['value'])} [{_num(lo, 2)}, {_num(hi, 2)}]"
+    if m.get("p_value") is not None:
+        text += f", p = {m['p_value']:.3g} ({m['test']})"
+    if m.get("class"):
+        text += f" → {m['class']} third" + ("" if m.get("decided") else " (undecided)")
+    return text
+
+
+def conclusions_html(results: dict) -> str:
+    """"What this run shows": each finding of the paper with its computed verdict, evidence and rule."""
+    entries = results.get("conclusions") or []
+    level = results.get("ci_level", 0.95)
+    parts = ["<h2>What this run shows</h2>",
+             f"<p class=note>Each finding of the paper, judged from this run's numbers by the rule shown under it "
+             f"({level * 100:g} % confidence intervals, paired over the same items or facts). "
+             "<b>inconclusive</b> means the interval does not decide it; <b>not measurable</b> means a needed "
+             "task is beyond the model by the capability control, or the run has no cells for it.</p>"]
+    if not entries:
+        return "".join(parts) + "<p>No conclusions (no evaluation finished).</p>"
+    rows = []
+    for e in entries:
+        scope = " / ".join(str(x) for x in (e.get("model"), e.get("method")) if x) or "–"
+        shown = [_measure(m) for m in e["evidence"]["measurements"]] + list(e["evidence"]["notes"])
+        evidence = "<br>".join(_e(x) for x in shown) or "–"
+        colour = VERDICT_STYLE.get(e["verdict"], "#fff")
+        rows.append(f"<tr><td>{_e(e['id'])}</td><td>{_e(e['claim'])}<details><summary class=note>rule</summary>"
+                    f"<span class=note>{_e(e['rule'])}</span></details></td><td>{_e(scope)}</td>"
+                    f"<td style='background:{colour}'><b>{_e(e['verdict'])}</b></td>"
+                    f"<td class=note>{evidence}</td></tr>")
+    return "".join(parts) + ("<table><tr><th></th><th>finding</th><th>model / method</th><th>verdict</th>"
+                             "<th>evidence</th></tr>" + "".join(rows) + "</table>")
+
+
+def comparisons_html(results: dict) -> str:
+    """Paired differences between conditions on the same items."""
+    comps = results.get("comparisons") or []
+    if not comps:
+        return ""
+    rows = "".join(
+        f"<tr><td>{_e(c['model'])}</td><td>{_e(c['method'])}</td><td>{_e(column_title(c['task']))}</td>"
+        f"<td>{_e(c['a'])} − {_e(c['b'])}</td><td class=num>{c['diff']:+.3f}</td>"
+        f"<td class=num>[{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}]</td><td class=num>{c['p_value']:.3g}</td>"
+        f"<td>{_e(c['test'])}</td><td class=num>{c['n_items']} × {c['n_seeds']}</td></tr>" for c in comps)
+    return ("<h3>Paired comparisons</h3><p class=note>The same items scored in two conditions: the difference "
+            "of means, its paired-bootstrap interval, and the p-value of a paired test (exact McNemar for 0/1 "
+            "scores of one seed, else the paired bootstrap).</p><table><tr><th>model</th><th>method</th>"
+            "<th>task</th><th>conditions</th><th>difference</th><th>CI</th><th>p</th><th>test</th>"
+            "<th>items × seeds</th></tr>" + rows + "</table>")
+
+
 def probe_prompts_html(results: dict) -> str:
     """The exact probe templates used (from the probe cells), with one filled example per relation."""
     if not results["probes"]:
@@ -130,14 +191,16 @@ def render_html(results: dict, run_dir: Path) -> str:
              f"(seed {_e(world.get('world_seed'))}, source {_e(world.get('source') or 'built-in generator')}); "
              f"{_e(cfg['num_fewshot'])}-shot evaluation on "
              f"{scope}.</p>"]
+    parts.append(conclusions_html(results))
     if results["missing_cells"]:
         parts.append(f"<p class=warn>{len(results['missing_cells'])} cell(s) are not finished; rerun the same "
                      "`factlearn run` command to complete them. The tables show what exists.</p>")
-    parts += ["<h2>Results</h2>", results_table_html(results),
+    parts += ["<h2>Results</h2>", results_table_html(results), comparisons_html(results),
               "<p class=note>Rows: the base model and the models finetuned on each corpus (Table 1 of the paper: "
               "narrative vs referencing; Table 3: with and without active forgetting). Scores are few-shot (see above), in "
               "[0, 1]: accuracy for multiple choice, exact match for generative tasks; mean ± sample std over "
-              "seeds when there are several.</p>"]
+              "seeds when there are several; in brackets the confidence interval (Wilson or bootstrap over "
+              "items for one seed, Student-t over seed means for several).</p>"]
     by_kind: dict[str, list[dict]] = {}
     for fig in results.get("figures", []):
         by_kind.setdefault(fig["kind"], []).append(fig)

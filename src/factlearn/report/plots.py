@@ -14,8 +14,18 @@ def _slug(*parts) -> str:
     return "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in text)
 
 
+def _ci_errors(row: dict, tasks: list[str], means: list[float]) -> list[list[float]] | None:
+    """Asymmetric error bars [below, above] from each value's "ci95" (none where a value has no interval)."""
+    below, above = [], []
+    for t, mean in zip(tasks, means):
+        ci = row["values"][t].get("ci95")
+        below.append(max(0.0, mean - ci[0]) if ci else 0.0)
+        above.append(max(0.0, ci[1] - mean) if ci else 0.0)
+    return [below, above] if any(below) or any(above) else None
+
+
 def plot_scores(results: dict, plots_dir: Path) -> list[dict]:
-    """One grouped bar chart per model: x = tasks, one bar per (method, condition), error bar = seed std."""
+    """One grouped bar chart per model: x = tasks, one bar per (method, condition), error bar = the CI."""
     from factlearn.analyze.plotting import pyplot, save_figure
 
     plt = pyplot()
@@ -29,13 +39,12 @@ def plot_scores(results: dict, plots_dir: Path) -> list[dict]:
         for i, row in enumerate(rows):
             xs = [t + (i - (len(rows) - 1) / 2) * width for t in range(len(tasks))]
             means = [row["values"][t]["mean"] or 0.0 for t in tasks]
-            stds = [row["values"][t]["std"] or 0.0 for t in tasks]
             label = row["condition"] if row["method"] == "base" else f"{row['condition']} ({row['method']})"
-            ax.bar(xs, means, width, yerr=stds if any(stds) else None, capsize=2, label=label)
+            ax.bar(xs, means, width, yerr=_ci_errors(row, tasks, means), capsize=2, label=label)
         ax.set_xticks(range(len(tasks)))
         ax.set_xticklabels([f"{column_title(t)}\n{metric_of(t)}" for t in tasks], fontsize=8)
         ax.set_ylim(0, 1.02)
-        ax.set_ylabel(f"{shots} score")
+        ax.set_ylabel(f"{shots} score\n(error bars: {results.get('ci_level', 0.95) * 100:g} % CI)")
         ax.set_title(f"{model}: {shots} scores by training corpus")
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=8)

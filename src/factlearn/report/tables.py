@@ -65,9 +65,16 @@ def table_rows(evaluations: list[dict], tasks: list[str]) -> list[dict]:
 
 
 def format_value(v: dict) -> str:
+    """`0.750`, `0.750 ± 0.030` over seeds, and the interval when the value has one: `0.750 [0.53, 0.89]`."""
     if v["mean"] is None:
         return "–"
-    return f"{v['mean']:.3f} ± {v['std']:.3f}" if v["std"] is not None else f"{v['mean']:.3f}"
+    text = f"{v['mean']:.3f} ± {v['std']:.3f}" if v["std"] is not None else f"{v['mean']:.3f}"
+    ci = v.get("ci95")
+    return f"{text} [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else text
+
+
+def _has_ci(rows: list[dict]) -> bool:
+    return any(v.get("ci95") for r in rows for v in r["values"].values())
 
 
 def to_markdown(rows: list[dict], tasks: list[str], num_fewshot: int = 5) -> str:
@@ -82,19 +89,27 @@ def to_markdown(rows: list[dict], tasks: list[str], num_fewshot: int = 5) -> str
     note = f"\n{num_fewshot}-shot scores in [0, 1]; {metrics}."
     if n_seeds > 1:
         note += f" Trained rows: mean ± sample std over {n_seeds} seeds."
+    if _has_ci(rows):
+        note += (" In brackets: the confidence interval (level: `ci_level` in results.json; Wilson or bootstrap "
+                 "over items for one seed, Student-t over seed means for several).")
     return "\n".join(lines) + "\n" + note + "\n"
 
 
 def to_csv(rows: list[dict], tasks: list[str]) -> str:
-    """Machine-readable: one column per task mean and one per task std (empty for a single seed)."""
+    """Machine-readable: per task the mean, the std (empty for a single seed) and, when the rows carry
+    intervals, `{task}_ci95_low` / `{task}_ci95_high`."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["model", "method", "condition", "n_seeds"] + [c for t in tasks for c in (t, f"{t}_std")])
+    cis = _has_ci(rows)
+    per_task = ("", "_std", "_ci95_low", "_ci95_high") if cis else ("", "_std")
+    writer.writerow(["model", "method", "condition", "n_seeds"] + [f"{t}{c}" for t in tasks for c in per_task])
     for r in rows:
         vals = []
         for t in tasks:
             v = r["values"][t]
             vals += ["" if v["mean"] is None else f"{v['mean']:.6f}", "" if v["std"] is None else f"{v['std']:.6f}"]
+            if cis:
+                vals += [f"{x:.6f}" for x in v["ci95"]] if v.get("ci95") else ["", ""]
         writer.writerow([r["model"], r["method"], r["condition"], len(r["seeds"]) or 1] + vals)
     return buf.getvalue()
 
