@@ -138,6 +138,15 @@ def world_for_source(source, seed: int = 0) -> FactsWorld | None:
     return _world(read_spec(Path(str(source)).expanduser()), int(seed))
 
 
+def facts_configs(source) -> tuple[str, ...] | None:
+    """The configs a facts-file world has (from the file or its generated folder); None for CCA sources.
+
+    Which configs exist does not depend on the seed, so seed 0 answers for every seed.
+    """
+    spec = spec_for_source(source)
+    return None if spec is None else _world(spec, 0).configs
+
+
 def probe_templates(source) -> dict[str, tuple[str, ...]] | None:
     """{relation: probe templates} of a facts-file source; None for CCA sources (the probes' defaults)."""
     spec = spec_for_source(source)

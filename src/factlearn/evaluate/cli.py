@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from pathlib import Path
 
 from factlearn.data.cli import add_model_world_flags
@@ -79,7 +80,7 @@ def _world(args, run_config: dict) -> tuple[str | None, int, int]:
 
 def _load_checked(args, run_config: dict):
     """Resolve tasks and data and check num_fewshot before any model is loaded, so bad input fails fast."""
-    from factlearn.evaluate.engine import resolve_data, task_docs
+    from factlearn.evaluate.engine import available_tasks, resolve_data, task_docs
     from factlearn.evaluate.fewshot import check_num_fewshot, check_shots
     from factlearn.evaluate.tasks import get_tasks
 
@@ -96,6 +97,7 @@ def _load_checked(args, run_config: dict):
     tasks = get_tasks(args.tasks)
     source, n_countries, seed = _world(args, run_config)
     dataset = resolve_data(source, [t.config for t in tasks] + ["Facts"], n_countries, seed)
+    tasks = available_tasks(tasks, dataset, log=lambda msg: print(f"factlearn eval: {msg}", file=sys.stderr))
     for task in tasks:
         check_num_fewshot(task, len(task_docs(dataset, task)), args.num_fewshot)
     return tasks, dataset, (source, n_countries, seed)

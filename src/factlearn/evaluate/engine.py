@@ -27,21 +27,41 @@ def resolve_data(data, configs: Sequence[str], n_countries: int = 20, seed: int 
     for factlearn.data.load_cca (None = the built-in generator, "hub", or a local folder).
 
     "Facts" is optional (contamination is measured with it, evaluation runs without it): a source
-    that lacks it is not an error.
+    that lacks it is not an error. A facts-file world has no CCA-only configs (indirect reasoning,
+    animal commonsense); they are left out, and `available_tasks` skips their tasks.
     """
     if data is not None and not isinstance(data, (str, Path)):
         return data
     from factlearn.data import load_cca
+    from factlearn.data.custom import facts_configs
 
     source = str(data) if data is not None else None
+    have = facts_configs(source)
     out = {}
     for config in dict.fromkeys(configs):
+        if have is not None and config not in have:
+            continue
         try:
             out[config] = load_cca(config, source=source, n_countries=n_countries, seed=seed)
         except UserError:
             if config != "Facts":
                 raise
     return out
+
+
+def available_tasks(tasks: list[Task], dataset: Mapping[str, Any],
+                    log: Callable[[str], None] | None = None) -> list[Task]:
+    """The tasks whose config the data has; each other one is skipped with a message (not available
+    in this world, e.g. Eval_animal_commonsense for a facts file). None left is a UserError."""
+    kept = [t for t in tasks if t.config in dataset]
+    for task in tasks:
+        if task not in kept and log:
+            log(f"{task.name}: skipped, this world has no {task.config} config (the task is not available)")
+    if not kept:
+        raise UserError(f"none of the tasks {', '.join(t.name for t in tasks)} is available in this world (it has "
+                        f"no {', '.join(dict.fromkeys(t.config for t in tasks))} config); choose other tasks "
+                        "(`factlearn data show --source WORLD` lists its configs)")
+    return kept
 
 
 def world_entities(dataset: Mapping[str, Any]) -> set[str]:
@@ -156,8 +176,11 @@ def evaluate(model, tokenizer, tasks: list[str] | str | None = None, data=None, 
     level = check_level(level)
     dataset = resolve_data(data, [t.config for t in selected] + ["Facts"], n_countries, seed)
     entities = world_entities(dataset)
+    available = available_tasks(selected, dataset, log)
+    skipped = [t.name for t in selected if t not in available]
+    selected = available
     plan = []
-    result = EvalResult(config={"tasks": [t.name for t in selected], "num_fewshot": num_fewshot, "limit": limit,
+    result = EvalResult(config={"tasks": [t.name for t in selected], **({"skipped": skipped} if skipped else {}), "num_fewshot": num_fewshot, "limit": limit,
                                 "batch_size": batch_size, "shots": shots, "level": level})
     for task in selected:  # build every prompt first: bad input fails before any model time is spent
         docs = task_docs(dataset, task)
