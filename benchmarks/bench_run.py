@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     from factlearn.run.config import load_run_config
-    from factlearn.run.runner import run_grid
+    from factlearn.run.plan import plan_grid
+    from factlearn.run.runner import execute_plan
 
     overrides = list(args.overrides)
     tmp = Path(tempfile.mkdtemp(prefix="bench_run_"))
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_run_config(args.profile, overrides)
     load_start = os.getloadavg()
     started = time.time()
-    outcome = run_grid(cfg, out, profile=args.profile)
+    outcome = execute_plan(plan_grid(cfg), out, profile=args.profile)
     total = time.time() - started
     load_end = os.getloadavg()
     results = json.loads((out / "results.json").read_text())

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from factlearn.run.config import load_run_config
-from factlearn.run.runner import run_grid
+from factlearn.run.plan import plan_grid
+from factlearn.run.runner import execute_plan
 
 TASKS = ["Eval_QA", "Eval_multiple_choice", "Eval_reverse", "Eval_indirect_reasoning", "Eval_2hop_reasoning",
          "Eval_2hop_reasoning_raw", "Eval_animal_commonsense"]
@@ -43,7 +44,7 @@ def done_markers(run_dir: Path) -> dict[str, int]:
 def tiny_run(tiny_model_dir, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run") / "out"
     cfg = load_run_config("default", tiny_overrides(tiny_model_dir))
-    outcome = run_grid(cfg, run_dir, profile="test")
+    outcome = execute_plan(plan_grid(cfg), run_dir, profile="test")
     return run_dir, outcome, cfg
 
 
@@ -122,15 +123,13 @@ def test_report_command_rebuilds_without_computing(tiny_run):
 def test_changed_setting_recomputes_only_affected_cells(tiny_run, tmp_path):
     import shutil
 
-    from factlearn.run.plan import plan_run
-
     run_dir, first, cfg = tiny_run
     copy = tmp_path / "copy"
     shutil.copytree(run_dir, copy)
     kinds = {c["key"]: c["kind"] for c in json.loads((copy / "plan.json").read_text())["cells"]}
     base = tiny_overrides(Path(cfg.models[0]))
     # executed for real: a new eval limit recomputes the eval cells only
-    outcome = run_grid(load_run_config("default", base + ["eval_limit=2"]), copy, profile="test")
+    outcome = execute_plan(plan_grid(load_run_config("default", base + ["eval_limit=2"])), copy, profile="test")
     assert sorted(kinds.get(k, k.split("-")[0]) for k in outcome.executed) == ["eval"] * 4
     assert {kinds[k] for k in outcome.reused} == {"train", "probe", "ablate"}
     assert all(n <= 2 for e in json.loads((copy / "results.json").read_text())["evaluations"]
@@ -138,7 +137,7 @@ def test_changed_setting_recomputes_only_affected_cells(tiny_run, tmp_path):
 
     # planned only (keys decide what reruns): which cells each change invalidates
     def new_cells(extra: list[str]) -> list[str]:
-        plan = plan_run(load_run_config("default", base + extra))
+        plan = plan_grid(load_run_config("default", base + extra))
         return sorted(c.kind + ("/base" if c.labels["method"] == "base" else "") for c in plan.cells
                       if c.key not in kinds)
 
@@ -182,3 +181,32 @@ def test_killed_run_resumes_without_redoing_finished_cells(tiny_model_dir, tmp_p
     assert set(invocation["executed"]) == set(after) - set(finished)
     leftovers = [p.name for p in (run_dir / "cells").iterdir() if p.name.startswith(".")]
     assert leftovers == []
+
+
+def test_live_training_progress_counts_optimizer_steps_not_log_lines(tiny_model_dir, tmp_path):
+    """The progress display's `step i/n` comes from train(on_progress=), so log_every > 1 does not skew it."""
+    from factlearn.run.cells import CellStore
+    from factlearn.run.execute import CURVE_LOG, CellExecutor
+
+    cfg = load_run_config("default", tiny_overrides(tiny_model_dir) + [
+        "corpora=[Corpus_narrative]", "forgetting.enabled=false", "analyses=[]",
+        "recipes.full.overrides=[epochs=2,batch_size=8,lr=1e-3,log_every=5]"])
+    plan = plan_grid(cfg)
+    cell = next(c for c in plan.cells if c.kind == "train")
+    store = CellStore(tmp_path)
+    executor = CellExecutor(plan, store)
+    seen = []
+    report = executor._on_train_progress
+
+    def spy(done: int, total: int) -> None:
+        report(done, total)
+        seen.append(executor.live_fraction())
+
+    executor._on_train_progress = spy
+    result = store.execute(cell, lambda folder: executor.run(cell, folder))
+    steps = result["summary"]["steps"]
+    assert steps > 5 and [done for done, _ in seen] == list(range(steps + 1))
+    assert {total for _, total in seen} == {steps}
+    assert executor.live_fraction() is None  # nothing shown once the cell is done
+    logged = (store.path(cell.key) / CURVE_LOG).read_text().count('"loss"')
+    assert logged < steps  # the old count of log lines would have stopped short

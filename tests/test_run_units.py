@@ -8,7 +8,7 @@ import pytest
 
 from factlearn.errors import UserError
 from factlearn.run.cells import Cell, CellStore, stable_hash, topological
-from factlearn.run.config import ALL_EVAL_TASKS, load_run_config
+from factlearn.run.config import RunConfig, load_run_config
 from factlearn.run.progress import Estimator, format_seconds
 from factlearn.report.tables import table_rows, to_csv, to_markdown
 
@@ -22,10 +22,11 @@ def test_profiles_load_and_differ():
     assert default.eval_limit is not None and paper.eval_limit is None
 
 
-def test_task_names_match_the_evaluator():
-    from factlearn.evaluate import ALL_TASKS
+def test_default_tasks_are_the_papers_seven_and_all_tasks_are_allowed():
+    from factlearn.evaluate.tasks import ALL_TASKS, ORIGINAL_TASKS
 
-    assert set(ALL_EVAL_TASKS) == set(ALL_TASKS)
+    assert set(RunConfig().tasks) == set(ORIGINAL_TASKS) and len(ORIGINAL_TASKS) == 7
+    assert load_run_config("default", [f"tasks=[{','.join(ALL_TASKS)}]"]).tasks == list(ALL_TASKS)
 
 
 @pytest.mark.parametrize("override, message", [
@@ -130,3 +131,21 @@ def test_estimator_scales_remaining_cells_by_measured_time():
     time.sleep(0.05)
     assert est.seconds_left() < 20.0
     assert format_seconds(125) == "2m05s" and format_seconds(7) == "7s"
+
+
+def test_too_small_world_is_refused_at_plan_time_and_nothing_is_written(tmp_path):
+    """n_countries=3 gives Eval_2hop_reasoning_raw 3 items; 5-shot needs 6. One line naming the settings."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "factlearn", "run", "n_countries=3", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 2, proc.stderr
+    error = [line for line in proc.stderr.splitlines() if line.startswith("factlearn: error:")]
+    assert len(error) == 1 and "Traceback" not in proc.stderr
+    assert "Eval_2hop_reasoning_raw has 3" in error[0]
+    assert "n_countries=6 or more" in error[0] and "num_fewshot=2 or less" in error[0]
+    assert not out.exists() and not (tmp_path / "runs").exists()

@@ -11,31 +11,27 @@ import io
 import statistics
 from typing import Iterable
 
-# Task -> (column title, metric shown). Order = the paper's Table 1 reading order.
-TASK_COLUMNS = {
-    "Eval_QA": ("QA", "exact_match"),
-    "Eval_multiple_choice": ("MC", "acc"),
-    "Eval_reverse": ("Reverse", "exact_match"),
-    "Eval_indirect_reasoning": ("Indirect", "exact_match"),
-    "Eval_2hop_reasoning": ("2-hop MC", "acc"),
-    "Eval_2hop_reasoning_raw": ("2-hop", "exact_match"),
-    "Eval_animal_commonsense": ("Commonsense", "exact_match"),
-}
+from factlearn.evaluate.tasks import TASKS
+
+# The paper's Table 1 reading order; titles and metrics come from each task (Task.title, .headline_metric).
+TABLE_ORDER = ("Eval_QA", "Eval_multiple_choice", "Eval_reverse", "Eval_indirect_reasoning",
+               "Eval_2hop_reasoning", "Eval_2hop_reasoning_raw", "Eval_animal_commonsense")
 CONDITION_ORDER = ("base", "narrative", "referencing", "narrative+forgetting", "referencing+forgetting")
 ROW_KEYS = ("model", "method", "condition")
 
 
 def ordered_tasks(tasks: Iterable[str]) -> list[str]:
     tasks = list(tasks)
-    return [t for t in TASK_COLUMNS if t in tasks] + [t for t in tasks if t not in TASK_COLUMNS]
+    return [t for t in TABLE_ORDER if t in tasks] + [t for t in tasks if t not in TABLE_ORDER]
 
 
 def metric_of(task: str) -> str:
-    return TASK_COLUMNS.get(task, (task, "acc"))[1]
+    """The metric a column shows: the task's headline metric (accuracy for an unknown task)."""
+    return TASKS[task].headline_metric if task in TASKS else "acc"
 
 
 def column_title(task: str) -> str:
-    return TASK_COLUMNS.get(task, (task, ""))[0]
+    return TASKS[task].title if task in TASKS else task
 
 
 def table_rows(evaluations: list[dict], tasks: list[str]) -> list[dict]:

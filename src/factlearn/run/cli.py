@@ -42,7 +42,8 @@ def run_command(args) -> int:
     from factlearn.atomic import check_output_path
     from factlearn.report.cli import print_summary
     from factlearn.run.config import load_run_config
-    from factlearn.run.runner import run_grid
+    from factlearn.run.plan import plan_grid
+    from factlearn.run.runner import execute_plan
 
     profile, overrides = _profile_and_overrides(args)
     cfg = load_run_config(profile, overrides)
@@ -50,6 +51,8 @@ def run_command(args) -> int:
     run_dir = Path(args.out or cfg.out or Path("runs") / name)
     check_output_path(run_dir, folder=True)
     console = Console(file=sys.stderr)
-    outcome = run_grid(cfg, run_dir, console=console, profile=name)
+    console.print(f"factlearn run: planning {name} grid in {run_dir}", highlight=False)
+    plan = plan_grid(cfg)  # read-only: a bad model or config fails here, before the folder is touched
+    outcome = execute_plan(plan, run_dir, console=console, profile=name)
     print_summary(run_dir, outcome.seconds, len(outcome.executed), len(outcome.reused))
     return 0

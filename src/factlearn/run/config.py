@@ -10,14 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from factlearn.data.schema import CORPUS_CONFIGS, EVAL_CONFIGS
 from factlearn.errors import UserError
+from factlearn.report.tables import TABLE_ORDER
+from factlearn.train.config import METHODS
 
-ALL_EVAL_TASKS = (
-    "Eval_QA", "Eval_multiple_choice", "Eval_reverse", "Eval_indirect_reasoning",
-    "Eval_2hop_reasoning", "Eval_2hop_reasoning_raw", "Eval_animal_commonsense",
-)
-CORPORA = ("Corpus_narrative", "Corpus_referencing")
-METHODS = ("full", "lora")
 ANALYSES = ("probe", "ablate", "curves")
 
 
@@ -36,7 +33,7 @@ class ForgettingOptions:
     enabled: bool = True
     corpora: list[str] = field(default_factory=lambda: ["Corpus_narrative"])
     methods: list[str] = field(default_factory=lambda: list(METHODS))  # the original: LoRA only
-    # Layers with index >= start_layer are reset to pretrained; None -> a third of the layers (paper: 10 of 32).
+    # Layers >= start_layer are reset to pretrained; None -> a third (train.config.default_forget_start_layer).
     start_layer: Optional[int] = None
 
 
@@ -57,7 +54,7 @@ class RunConfig:
 
     models: list[str] = field(default_factory=lambda: ["smollm2-135m"])
     seeds: list[int] = field(default_factory=lambda: [1])
-    corpora: list[str] = field(default_factory=lambda: list(CORPORA))
+    corpora: list[str] = field(default_factory=lambda: list(CORPUS_CONFIGS))
     methods: list[str] = field(default_factory=lambda: ["full"])
     recipes: dict[str, Recipe] = field(default_factory=lambda: {
         "full": Recipe("cpu_small"), "lora": Recipe("cpu_small", ["method=lora"])})
@@ -65,7 +62,8 @@ class RunConfig:
     # referencing corpus so both corpora get a similar number of training tokens on a CPU budget.
     corpus_overrides: dict[str, list[str]] = field(default_factory=dict)
     forgetting: ForgettingOptions = field(default_factory=ForgettingOptions)
-    tasks: list[str] = field(default_factory=lambda: list(ALL_EVAL_TASKS))
+    # The paper's seven tasks, in its Table 1 order (any of data.schema.EVAL_CONFIGS may be chosen).
+    tasks: list[str] = field(default_factory=lambda: list(TABLE_ORDER))
     num_fewshot: int = 5
     eval_limit: Optional[int] = None  # items per task (None -> all)
     eval_batch_size: int = 16
@@ -80,20 +78,20 @@ class RunConfig:
 
     def check(self) -> None:
         """Value rules omegaconf cannot express; each message says how to fix it."""
-        _need_subset("corpora", self.corpora, CORPORA)
+        _need_subset("corpora", self.corpora, CORPUS_CONFIGS)
         _need_subset("methods", self.methods, METHODS)
-        _need_subset("tasks", self.tasks, ALL_EVAL_TASKS)
+        _need_subset("tasks", self.tasks, EVAL_CONFIGS)
         _need_subset("analyses", self.analyses, ANALYSES, allow_empty=True)
-        _need_subset("forgetting.corpora", self.forgetting.corpora, CORPORA, allow_empty=True)
-        _need_subset("corpus_overrides", list(self.corpus_overrides), CORPORA, allow_empty=True)
+        _need_subset("forgetting.corpora", self.forgetting.corpora, CORPUS_CONFIGS, allow_empty=True)
+        _need_subset("corpus_overrides", list(self.corpus_overrides), CORPUS_CONFIGS, allow_empty=True)
         _need_subset("forgetting.methods", self.forgetting.methods, METHODS, allow_empty=True)
         if self.forgetting.enabled:
             missing = [c for c in self.forgetting.corpora if c not in self.corpora]
             if missing:
                 raise UserError(f"forgetting.corpora {missing} are not in corpora {self.corpora}; forgetting "
                                 "continues from the plain run on the same corpus, so add them to corpora")
-        _need_subset("ablation.corpora", self.ablation.corpora, CORPORA, allow_empty=True)
-        _need_subset("ablation.tasks", self.ablation.tasks, ALL_EVAL_TASKS)
+        _need_subset("ablation.corpora", self.ablation.corpora, CORPUS_CONFIGS, allow_empty=True)
+        _need_subset("ablation.tasks", self.ablation.tasks, EVAL_CONFIGS)
         if not self.models:
             raise UserError("models is empty; give at least one, e.g. models=[smollm2-135m]")
         if not self.seeds:

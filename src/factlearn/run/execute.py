@@ -8,15 +8,14 @@ of one trained model run back to back), since loading costs seconds per cell on 
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
-import math
 from pathlib import Path
 from typing import Any, Callable
 
 from factlearn.atomic import atomic_write_jsonl, atomic_write_text
 from factlearn.config import to_dict
 from factlearn.run.cells import Cell, CellStore
+from factlearn.run.plan import GridPlan, with_first_pass
 
 TRAINED_SUBDIR = "model"
 CURVE_LOG = "curve_log.jsonl"  # the whole training history of the cell's model (both passes with forgetting)
@@ -33,27 +32,22 @@ def write_curve_log(own_log: Path, out: Path, first_pass_log: Path | None) -> Pa
     return atomic_write_text(out, text + own_log.read_text())
 
 
-class Executor:
-    """Runs cells of one plan; `log` receives short status lines for the progress display."""
+class CellExecutor:
+    """Runs cells of one GridPlan; `log` receives short status lines for the progress display."""
 
-    def __init__(self, plan, store: CellStore, log: Callable[[str], None] = lambda _: None):
+    def __init__(self, plan: GridPlan, store: CellStore, log: Callable[[str], None] = lambda _: None):
         self.plan = plan
         self.store = store
         self.log = log
         self._loaded: tuple[str, Any] | None = None  # (model location, (model, tokenizer))
-        self._live: tuple[Path, int] | None = None  # (live train log, total steps) of the running train cell
+        self._live: tuple[int, int] | None = None  # (optimizer steps done, total) of the running train cell
 
     def live_fraction(self) -> tuple[int, int] | None:
-        """(steps done, total steps) of the training in progress, read from the trainer's live log."""
-        if self._live is None:
-            return None
-        path, total = self._live
-        try:
-            with open(path, "rb") as f:
-                done = sum(1 for line in f if b'"loss"' in line)
-        except OSError:
-            done = 0
-        return min(done, total), total
+        """(steps done, total steps) of the training in progress, as the trainer last reported it."""
+        return self._live
+
+    def _on_train_progress(self, done: int, total: int) -> None:
+        self._live = (done, total)
 
     def run(self, cell: Cell, folder: Path) -> dict:
         return getattr(self, f"_run_{cell.kind}")(cell, folder)
@@ -82,25 +76,20 @@ class Executor:
     def _run_train(self, cell: Cell, folder: Path) -> dict:
         from factlearn.train import train
 
-        train_cfg = copy.deepcopy(self.plan.train_cfgs[cell.key])
-        train_cfg.save = str(folder / TRAINED_SUBDIR)
-        if "first_pass" in cell.spec:  # active forgetting continues from the plain run's weights
-            train_cfg.forget.from_model = str(self.store.path(cell.spec["first_pass"]) / TRAINED_SUBDIR)
+        first_pass = self.store.path(cell.spec["first_pass"]) / TRAINED_SUBDIR if "first_pass" in cell.spec else None
+        # active forgetting continues from the plain run's weights, a finished cell by now
+        train_cfg = with_first_pass(self.plan.train_cfgs[cell.key], save=str(folder / TRAINED_SUBDIR),
+                                    first_pass=None if first_pass is None else str(first_pass))
         self._loaded = None  # training needs the memory
-        from factlearn.train.trainer import LIVE_LOG
-
-        rows = len(self.plan.world.data[train_cfg.subset])
-        steps = math.ceil(rows / (train_cfg.batch_size * train_cfg.grad_accum)) * train_cfg.epochs
-        self._live = (Path(train_cfg.save) / LIVE_LOG, steps)
         # The trainer's own tqdm bar would fight the run's progress display; keep it (and any warnings)
         # in the cell folder instead. tqdm picks up sys.stderr when the bar is created.
         try:
             with open(folder / "train_stderr.txt", "w") as err, contextlib.redirect_stderr(err):
-                out = Path(train(train_cfg))
+                out = Path(train(train_cfg, on_progress=self._on_train_progress))
         finally:
             self._live = None
         write_curve_log(out / "train_log.jsonl", folder / CURVE_LOG,
-                        Path(train_cfg.forget.from_model) / "train_log.jsonl" if "first_pass" in cell.spec else None)
+                        first_pass / "train_log.jsonl" if first_pass is not None else None)
         summary_file = out / "train_summary.json"
         summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
         return {"summary": summary, "config": to_dict(train_cfg)}

@@ -1,36 +1,37 @@
-"""The experiment grid of `factlearn run`: plan the cells, run the unfinished ones, write the report.
+"""Planning a `factlearn run`: every cell of the experiment grid, decided before any weight is loaded.
 
 For each model: evaluate and probe the base model; for each method x seed, train on each corpus (and
 on the forgetting corpora with active forgetting), then evaluate all tasks, probe, and ablate the
 ablation corpora. Planning is cheap and deterministic (it builds the world and reads model configs,
-no weights); execution skips every cell whose key already has a finished folder.
+no weights) and writes nothing; runner.execute_plan skips every cell whose key has a finished folder.
 """
 
 from __future__ import annotations
 
-import json
+import copy
+import dataclasses
+import math
 import os
-import platform
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from factlearn.atomic import atomic_write_json, atomic_write_jsonl, atomic_write_text
-from factlearn.config import to_dict, to_yaml
+from factlearn.atomic import atomic_write_json, atomic_write_jsonl
+from factlearn.config import to_dict
 from factlearn.errors import UserError
 from factlearn.run import estimate
-from factlearn.run.cells import Cell, CellStore, stable_hash, topological
+from factlearn.run.cells import Cell, stable_hash, topological
 from factlearn.run.config import RunConfig
-from factlearn.train.config import default_forget_start_layer
-
-CONDITION_OF_CORPUS = {"Corpus_narrative": "narrative", "Corpus_referencing": "referencing"}
-MC_TASKS = ("Eval_multiple_choice", "Eval_2hop_reasoning")
+from factlearn.train.config import TrainConfig, default_forget_start_layer
 
 
 @dataclass
-class World:
-    """The CCA data of a run (a DatasetDict keyed by config name) and what identifies it."""
+class RunWorld:
+    """The CCA data of a run (a DatasetDict keyed by config name) and what identifies it.
+
+    Not factlearn.data.World (the generator's countries and facts): this is the generated rows plus the
+    spec that goes into every cell key.
+    """
 
     data: Any
     spec: dict  # n_countries, world_seed, source, fingerprint of the rows
@@ -48,20 +49,23 @@ class BaseModel:
 
 
 @dataclass
-class Plan:
+class GridPlan:
     """Everything a run does, decided before any weight is loaded."""
 
     cfg: RunConfig
-    world: World
+    world: RunWorld
     models: dict[str, BaseModel]
     cells: list[Cell]
-    train_cfgs: dict[str, Any] = field(default_factory=dict)  # train cell key -> TrainConfig
-
-    def by_kind(self, kind: str) -> list[Cell]:
-        return [c for c in self.cells if c.kind == kind]
+    # train cell key -> its TrainConfig; forgetting cells get forget.from_model at execution (with_first_pass)
+    train_cfgs: dict[str, TrainConfig] = field(default_factory=dict)
 
 
-def make_world(cfg: RunConfig) -> World:
+def condition_of(corpus: str, forgetting: bool) -> str:
+    """The row label of a training condition: `narrative`, `referencing`, `narrative+forgetting`."""
+    return corpus.removeprefix("Corpus_") + ("+forgetting" if forgetting else "")
+
+
+def make_run_world(cfg: RunConfig) -> RunWorld:
     """Generate (or load) the CCA world of the run; its content hash goes into every cell key."""
     from factlearn.data import load_cca
 
@@ -69,10 +73,10 @@ def make_world(cfg: RunConfig) -> World:
     rows = {name: data[name].to_list() for name in sorted(data.keys())}
     spec = {"source": cfg.data_source, "n_countries": cfg.n_countries, "world_seed": cfg.world_seed,
             "fingerprint": stable_hash(rows)}
-    return World(data=data, spec=spec)
+    return RunWorld(data=data, spec=spec)
 
 
-def save_world(world: World, run_dir: Path) -> Path:
+def save_run_world(world: RunWorld, run_dir: Path) -> Path:
     """The run's data as JSONL per config under <run>/data/, so results can be traced to rows."""
     folder = run_dir / "data"
     for name in world.data.keys():
@@ -99,7 +103,7 @@ def resolve_base_model(spec: str) -> BaseModel:
 
 
 def forget_start_layer(cfg: RunConfig, num_layers: int) -> int:
-    """The first reset layer: as configured, else one third of the layers (paper: 10 of 32)."""
+    """The first reset layer: as configured, else train.config's default (a third of the layers)."""
     start = cfg.forgetting.start_layer
     if start is None:
         start = default_forget_start_layer(num_layers)
@@ -120,20 +124,22 @@ def ablation_ks(cfg: RunConfig, num_layers: int) -> list[int]:
     return sorted({round(i * num_layers / (points - 1)) for i in range(points)})
 
 
-def _eval_items(cfg: RunConfig, world: World, tokenizer, tasks: list[str], limit: int | None) -> dict:
-    """Per task: (items evaluated, tokens in one few-shot context, is multiple choice), for estimates."""
+def _eval_items(cfg: RunConfig, world: RunWorld, tokenizer, tasks: list[str], limit: int | None) -> dict:
+    """Per task: (items evaluated, tokens in one few-shot context, scored without generating), for estimates."""
+    from factlearn.evaluate.tasks import GENERATE, get_tasks
+
     items = {}
-    for task in tasks:
-        rows = world.data[task]
+    for task in get_tasks(tasks):
+        rows = world.data[task.config]
         n = len(rows) if limit is None else min(limit, len(rows))
         sample = rows.select(range(min(len(rows), 8))).to_list()
         texts = [str(r["question"]) + " " + " ".join(map(str, r.get("choices") or [])) + str(r["answer"]) for r in sample]
         per_item = sum(len(tokenizer(t)["input_ids"]) + 8 for t in texts) / max(len(texts), 1)
-        items[task] = (n, per_item * (cfg.num_fewshot + 1), task in MC_TASKS)
+        items[task.name] = (n, per_item * (cfg.num_fewshot + 1), task.kind != GENERATE)
     return items
 
 
-def _corpus_tokens(world: World, corpus: str, tokenizer) -> tuple[int, float]:
+def _corpus_tokens(world: RunWorld, corpus: str, tokenizer) -> tuple[int, float]:
     rows = world.data[corpus]["text"]
     sample = rows[:: max(1, len(rows) // 64)]
     mean = sum(len(tokenizer(t)["input_ids"]) for t in sample) / max(len(sample), 1)
@@ -141,27 +147,41 @@ def _corpus_tokens(world: World, corpus: str, tokenizer) -> tuple[int, float]:
 
 
 def build_train_config(cfg: RunConfig, method: str, base: BaseModel, corpus: str, seed: int,
-                       forget_layer: int | None = None, first_pass: str | None = None):
-    """The TrainConfig of one training cell: the method's recipe + the cell's model/corpus/seed/world.
+                       forget_layer: int | None = None) -> TrainConfig:
+    """The TrainConfig of one training cell: the method's recipe (+ the corpus's overrides), with the
+    cell's model/corpus/seed/world set as typed fields.
 
-    Active forgetting is the original's two-run form: `first_pass` is the plain run's output folder;
-    this run copies its layers below `forget_layer`, keeps the upper layers pretrained, and trains
-    another pass with the same recipe. (The folder is only known at execution; planning passes a
-    placeholder that is not part of the cache key: the first pass's cell key is.)
+    Active forgetting is the original's two-run form: this run copies the plain run's layers below
+    `forget_layer`, keeps the upper layers pretrained, and trains another pass with the same recipe.
+    The plain run's folder exists only at execution, so forget.from_model stays None here and
+    `with_first_pass` sets it; the first pass's cell key stands for it in the cache key.
     """
     from factlearn.config import load_config
-    from factlearn.train.config import TrainConfig
 
     recipe = cfg.recipes[method]
-    overrides = list(recipe.overrides) + list(cfg.corpus_overrides.get(corpus, [])) + [
-        f"model={base.path}", f"subset={corpus}", f"n_countries={cfg.n_countries}", f"data_seed={cfg.world_seed}",
-        f"seed={seed}", f"method={method}", f"device={cfg.device}",
-    ]
+    train_cfg = load_config(TrainConfig, "train", recipe.config,
+                            list(recipe.overrides) + list(cfg.corpus_overrides.get(corpus, [])))
+    train_cfg = dataclasses.replace(train_cfg, model=base.path, subset=corpus, n_countries=cfg.n_countries,
+                                    data_seed=cfg.world_seed, seed=seed, method=method, device=cfg.device)
     if cfg.data_source:
-        overrides.append(f"data_source={cfg.data_source}")
+        train_cfg.data_source = cfg.data_source
+    train_cfg.check()
     if forget_layer is not None:
-        overrides += [f"forget.start_layer={forget_layer}", f"forget.from_model={first_pass or 'FIRST_PASS'}"]
-    return load_config(TrainConfig, "train", recipe.config, overrides)
+        if train_cfg.forget.at_epoch is not None:
+            raise UserError(f"recipes.{method} sets forget.at_epoch, but the run's forgetting continues from the "
+                            f"plain run's weights; remove forget.at_epoch from recipes.{method}.overrides")
+        train_cfg.forget = dataclasses.replace(train_cfg.forget, start_layer=forget_layer)
+    return train_cfg
+
+
+def with_first_pass(train_cfg: TrainConfig, save: str, first_pass: str | None) -> TrainConfig:
+    """A cell's TrainConfig made runnable: its output folder and, with forgetting, the first pass's model."""
+    ready = copy.deepcopy(train_cfg)
+    ready.save = save
+    if first_pass is not None:
+        ready.forget.from_model = first_pass
+    ready.check()
+    return ready
 
 
 def _train_spec(train_cfg) -> dict:
@@ -169,30 +189,44 @@ def _train_spec(train_cfg) -> dict:
     d = to_dict(train_cfg)
     for volatile in ("save", "device", "overwrite", "checkpoint_every", "keep_checkpoints"):
         d.pop(volatile, None)
-    d.get("forget", {}).pop("from_model", None)  # a folder path; the first pass's cell key stands for it
+    d.get("forget", {}).pop("from_model", None)  # set at execution; the first pass's cell key stands for it
     return d
 
 
-def check_world_fits(cfg: RunConfig, world: World) -> None:
-    """Fail before any training if a task's split is too small for the few-shot sampling."""
-    from factlearn.evaluate import get_tasks
-    from factlearn.evaluate.fewshot import check_num_fewshot
+def check_world_fits(cfg: RunConfig, world: RunWorld) -> None:
+    """Fail at plan time, before anything is written, if a task has too few items for few-shot sampling.
 
-    for task in get_tasks(sorted(set(cfg.tasks) | set(cfg.ablation.tasks))):
-        try:
-            check_num_fewshot(task, len(world.data[task.name]), cfg.num_fewshot)
-        except UserError as e:
-            raise UserError(f"{e} (or a world with more countries than n_countries={cfg.n_countries})") from None
+    Each item is scored with num_fewshot other items of its task as context, so every task needs
+    num_fewshot + 1 items. The generator makes a fixed number of items per country and task, so the
+    smallest task says how many countries are needed.
+    """
+    if cfg.num_fewshot == 0:
+        return
+    need = cfg.num_fewshot + 1
+    tasks = sorted(set(cfg.tasks) | set(cfg.ablation.tasks))
+    task = min(tasks, key=lambda t: len(world.data[t]))
+    have = len(world.data[task])
+    if have >= need:
+        return
+    fix = f"num_fewshot={max(have - 1, 0)} or less"
+    if cfg.data_source:
+        where = f"in data_source {cfg.data_source}"
+    else:
+        where = f"with n_countries={cfg.n_countries}"
+        if have:
+            fix = f"n_countries={math.ceil(need * cfg.n_countries / have)} or more, or {fix}"
+    raise UserError(f"num_fewshot={cfg.num_fewshot} needs {need} items per task, but {where} {task} has "
+                    f"{have}; set {fix}")
 
 
-def plan_run(cfg: RunConfig, world: World | None = None) -> Plan:
-    """All cells of the grid, in execution order, with cost predictions."""
-    from factlearn.models import load_tokenizer
+def plan_grid(cfg: RunConfig, world: RunWorld | None = None) -> GridPlan:
+    """All cells of the grid, in execution order, with cost predictions. Reads only; writes nothing."""
+    from factlearn.models import load_tokenizer, pick_device
 
-    world = world or make_world(cfg)
+    world = world or make_run_world(cfg)
     check_world_fits(cfg, world)
-    device = _device(cfg.device)
-    plan = Plan(cfg=cfg, world=world, models={}, cells=[])
+    device = pick_device(cfg.device)
+    plan = GridPlan(cfg=cfg, world=world, models={}, cells=[])
     eval_spec = {"tasks": list(cfg.tasks), "num_fewshot": cfg.num_fewshot, "limit": cfg.eval_limit}
     probe_spec = {"templates": probe_templates()} if "probe" in cfg.analyses else {}
     for spec in cfg.models:
@@ -236,7 +270,7 @@ def plan_run(cfg: RunConfig, world: World | None = None) -> Plan:
                 for corpus, forget_layer in conditions:
                     first = first_passes.get(corpus) if forget_layer is not None else None
                     train_cfg = build_train_config(cfg, method, base, corpus, seed, forget_layer)
-                    condition = CONDITION_OF_CORPUS[corpus] + ("+forgetting" if forget_layer is not None else "")
+                    condition = condition_of(corpus, forget_layer is not None)
                     labels = {"model": base.display, "method": method, "condition": condition, "corpus": corpus,
                               "seed": seed, "forget_start_layer": forget_layer}
                     rows, mean_tokens = _corpus_tokens(world, corpus, tokenizer)
@@ -262,14 +296,3 @@ def probe_templates() -> dict[str, list[str]]:
     from factlearn.analyze.probes import default_templates
 
     return {relation: list(t) for relation, t in default_templates().items()}
-
-
-def _device(device: str) -> str:
-    if device != "auto":
-        return device
-    try:
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:
-        return "cpu"

@@ -65,7 +65,7 @@ class Estimator:
 
 
 class DetailColumn(ProgressColumn):
-    """`step 12/60` while a training cell runs (from the trainer's live log), else nothing."""
+    """`step 12/60` while a training cell runs (from train(on_progress=)), else nothing."""
 
     def __init__(self, estimator: Estimator):
         super().__init__()

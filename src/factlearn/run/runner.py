@@ -1,4 +1,4 @@
-"""`factlearn run`: plan the grid, run what is not finished yet, then write the report.
+"""`factlearn run`'s driver: execute a GridPlan's unfinished cells in a run folder, then write the report.
 
 The run folder:
   run_config.yaml   the resolved RunConfig       plan.json     every cell: key, kind, labels, deps
@@ -18,8 +18,7 @@ from rich.console import Console
 from factlearn.atomic import atomic_write_json
 from factlearn.config import save_config, to_dict
 from factlearn.run.cells import CellStore
-from factlearn.run.config import RunConfig
-from factlearn.run.plan import Plan, plan_run, save_world
+from factlearn.run.plan import GridPlan, save_run_world
 from factlearn.run.progress import RunProgress
 
 PLAN_FILE = "plan.json"
@@ -36,7 +35,7 @@ class RunOutcome:
     seconds: float = 0.0
 
 
-def write_plan(plan: Plan, run_dir: Path) -> Path:
+def write_plan(plan: GridPlan, run_dir: Path) -> Path:
     """plan.json: the cells of this config, so `factlearn report` can rebuild without re-planning."""
     return atomic_write_json(run_dir / PLAN_FILE, {
         "run_config": to_dict(plan.cfg),
@@ -48,11 +47,11 @@ def write_plan(plan: Plan, run_dir: Path) -> Path:
     })
 
 
-def run_grid(cfg: RunConfig, run_dir: str | Path, console: Console | None = None,
-             profile: str | None = None) -> RunOutcome:
-    """Run every unfinished cell of `cfg` in `run_dir`, then (re)write the report files there."""
+def execute_plan(plan: GridPlan, run_dir: str | Path, console: Console | None = None,
+                 profile: str | None = None) -> RunOutcome:
+    """Run every unfinished cell of `plan` (from run.plan.plan_grid) in `run_dir`, then (re)write the report."""
     from factlearn.report.build import build_report
-    from factlearn.run.execute import Executor
+    from factlearn.run.execute import CellExecutor
 
     # A fixed file, not "whatever sys.stderr is": training redirects sys.stderr while it runs.
     console = console or Console(file=sys.stderr)
@@ -60,14 +59,12 @@ def run_grid(cfg: RunConfig, run_dir: str | Path, console: Console | None = None
     started = time.time()
     outcome = RunOutcome(run_dir=run_dir)
     store = CellStore(run_dir)
-    console.print(f"factlearn run: planning {profile or 'custom'} grid in {run_dir}", highlight=False)
-    plan = plan_run(cfg)  # read-only: a bad model or config fails here, before the folder is touched
     with store.lock():
         store.remove_stale_temps()
-        save_config(cfg, run_dir / "run_config.yaml")
-        save_world(plan.world, run_dir)
+        save_config(plan.cfg, run_dir / "run_config.yaml")
+        save_run_world(plan.world, run_dir)
         write_plan(plan, run_dir)
-        executor = Executor(plan, store)
+        executor = CellExecutor(plan, store)
         with RunProgress(plan.cells, console=console, live=executor.live_fraction) as progress:
             executor.log = lambda text: progress.stage(text)
             for cell in plan.cells:
