@@ -6,6 +6,8 @@ import time
 
 import pytest
 
+from factlearn.report.tables import TABLE_ORDER
+
 from factlearn.errors import UserError
 from factlearn.run.cells import Cell, CellStore, stable_hash, topological
 from factlearn.run.config import RunConfig, load_run_config
@@ -22,14 +24,22 @@ def test_profiles_load_and_differ():
     assert default.eval_limit is not None and paper.eval_limit is None
 
 
-def test_default_tasks_are_the_papers_seven_and_all_tasks_are_allowed():
+def test_default_tasks_are_the_papers_seven_then_the_cloze_additions_and_all_tasks_are_allowed():
+    from factlearn.data.schema import CLOZE_CONFIGS
     from factlearn.evaluate.tasks import ALL_TASKS, ORIGINAL_TASKS
 
-    assert set(RunConfig().tasks) == set(ORIGINAL_TASKS) and len(ORIGINAL_TASKS) == 7
+    assert RunConfig().tasks[:7] == list(TABLE_ORDER) and set(TABLE_ORDER) == set(ORIGINAL_TASKS)
+    assert RunConfig().tasks[7:] == list(CLOZE_CONFIGS)
+    assert load_run_config("default").tasks == RunConfig().tasks
     assert load_run_config("default", [f"tasks=[{','.join(ALL_TASKS)}]"]).tasks == list(ALL_TASKS)
 
 
 @pytest.mark.parametrize("override, message", [
+    ("ci_level=1.5", "ci_level must be a probability strictly between 0 and 1"),
+    ("ci_level=0", "ci_level must be a probability strictly between 0 and 1"),
+    ("shots=nearby", "unknown shots option 'nearby'"),
+    ("tasks=[Eval_QA,Eval_nope]", "tasks has unknown value"),
+    ("eval_limit_tasks=[Eval_nope]", "eval_limit_tasks has unknown value"),
     ("methods=[sgd]", "methods has unknown value"),
     ("corpora=[]", "corpora is empty"),
     ("seeds=[1,1]", "duplicates"),
@@ -146,6 +156,6 @@ def test_too_small_world_is_refused_at_plan_time_and_nothing_is_written(tmp_path
     assert proc.returncode == 2, proc.stderr
     error = [line for line in proc.stderr.splitlines() if line.startswith("factlearn: error:")]
     assert len(error) == 1 and "Traceback" not in proc.stderr
-    assert "Eval_2hop_reasoning_raw has 3" in error[0]
+    assert "Eval_2hop_reasoning_cloze has 3" in error[0]
     assert "n_countries=6 or more" in error[0] and "num_fewshot=2 or less" in error[0]
     assert not out.exists() and not (tmp_path / "runs").exists()

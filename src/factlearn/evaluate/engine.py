@@ -158,13 +158,13 @@ def _run_multiple_choice(model, tokenizer, task: Task, docs: list[dict], prompts
 
 
 def evaluate(model, tokenizer, tasks: list[str] | str | None = None, data=None, num_fewshot: int = 5,
-             limit: int | None = None, batch_size: int = 16, n_countries: int = 20, seed: int = 0,
+             limit: int | Mapping[str, int | None] | None = None, batch_size: int = 16, n_countries: int = 20, seed: int = 0,
              log: Callable[[str], None] | None = None, shots: str = SAME_SPLIT, level: float = 0.95) -> EvalResult:
     """Evaluate a model in memory (plain or peft) on tasks; usable inside training (eval-in-the-loop).
 
     `data`: a dict of datasets keyed by config name (as load_cca(None) returns) or a load_cca source.
     `limit` keeps the first N items of each task in the original's shuffled order (so a limited run
-    is a prefix of the full one). `shots`: "same-split" (the original) or "other-facts" (no shot about
+    is a prefix of the full one); a mapping gives each task its own limit (missing/None -> all). `shots`: "same-split" (the original) or "other-facts" (no shot about
     the item's own fact). The model's train/eval mode is restored afterwards.
     """
     from factlearn.analyze.stats import check_level
@@ -185,7 +185,8 @@ def evaluate(model, tokenizer, tasks: list[str] | str | None = None, data=None, 
     for task in selected:  # build every prompt first: bad input fails before any model time is spent
         docs = task_docs(dataset, task)
         keys = fact_keys(task, docs, entities)
-        prompts = build_prompts(task, docs, num_fewshot, limit, shots=shots, keys=keys)
+        task_limit = limit.get(task.name) if isinstance(limit, Mapping) else limit
+        prompts = build_prompts(task, docs, num_fewshot, task_limit, shots=shots, keys=keys)
         result.contamination[task.name] = contamination(prompts, docs, keys)
         plan.append((task, docs, prompts))
     was_training = model.training

@@ -14,7 +14,7 @@ from factlearn.atomic import atomic_write_json, atomic_write_text
 from factlearn.errors import UserError
 from factlearn.run.cells import CellStore
 from factlearn.versions import stack_versions
-from factlearn.report.tables import ordered_tasks, table_rows, to_csv, to_markdown
+from factlearn.report.tables import mark_beyond, ordered_tasks, table_rows, to_csv, to_markdown
 
 PLOTS = "plots"
 
@@ -36,7 +36,7 @@ def collect_results(run_dir: str | Path) -> dict:
     invocation = json.loads(invocation_file.read_text()) if invocation_file.is_file() else {}
     out: dict = {"run_config": plan["run_config"], "world": plan["world"], "models": plan["models"],
                  "versions": stack_versions(), "cells": [], "evaluations": [], "probes": [], "ablations": [],
-                 "training": []}
+                 "training": [], "control": {}, "contamination": {}}
     stage_seconds: dict[str, float] = {}
     stage_cpu: dict[str, float] = {}
     for cell in plan["cells"]:
@@ -53,6 +53,11 @@ def collect_results(run_dir: str | Path) -> dict:
             record = {**labels, "key": key}
             if kind == "eval":
                 out["evaluations"].append({**record, "metrics": result["metrics"], "items": result.get("items")})
+                # the same for every model (it depends on the data and the shots option only)
+                out["contamination"] = {"shots": result.get("shots", "same-split"),
+                                        "tasks": result.get("contamination", {})}
+            elif kind == "control":
+                out["control"][labels["model"]] = result["capability"]
             elif kind == "probe":
                 out["probes"].append({**record, "result": result})
             elif kind == "ablate":
@@ -63,6 +68,7 @@ def collect_results(run_dir: str | Path) -> dict:
         out["cells"].append(entry)
     tasks = ordered_tasks(plan["run_config"]["tasks"])
     out["table"] = {"tasks": tasks, "rows": table_rows(out["evaluations"], tasks)}
+    mark_beyond(out["table"]["rows"], out["control"])
     out["timings"] = {"cell_seconds_by_kind": stage_seconds, "cell_seconds_total": sum(stage_seconds.values()),
                       "cell_cpu_seconds_by_kind": stage_cpu,
                       "last_invocation": invocation}

@@ -66,7 +66,22 @@ def format_value(v: dict) -> str:
         return "–"
     text = f"{v['mean']:.3f} ± {v['std']:.3f}" if v["std"] is not None else f"{v['mean']:.3f}"
     ci = v.get("ci95")
-    return f"{text} [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else text
+    text = f"{text} [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else text
+    return text + " " + BEYOND_MARK if v.get("beyond") else text
+
+
+BEYOND_MARK = "†"
+BEYOND_NOTE = (f"{BEYOND_MARK} beyond this model: on the capability control (real countries and capitals) its score is "
+               "not above chance, so this task cannot show what finetuning taught; conclusions leave it out.")
+
+
+def mark_beyond(rows: list[dict], control: dict) -> None:
+    """Flag each value whose task the row's model cannot do at all (results["control"][model][task])."""
+    if not control:
+        return
+    for r in rows:
+        for task, v in r["values"].items():
+            v["beyond"] = bool(control.get(r["model"], {}).get(task, {}).get("beyond", False))
 
 
 def _has_ci(rows: list[dict]) -> bool:
@@ -85,6 +100,8 @@ def to_markdown(rows: list[dict], tasks: list[str], num_fewshot: int = 5) -> str
     note = f"\n{num_fewshot}-shot scores in [0, 1]; {metrics}."
     if n_seeds > 1:
         note += f" Trained rows: mean ± sample std over {n_seeds} seeds."
+    if any(v.get("beyond") for r in rows for v in r["values"].values()):
+        note += " " + BEYOND_NOTE
     if _has_ci(rows):
         note += (" In brackets: the confidence interval (level: `ci_level` in results.json; Wilson or bootstrap "
                  "over items for one seed, Student-t over seed means for several).")
@@ -98,7 +115,9 @@ def to_csv(rows: list[dict], tasks: list[str]) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     cis = _has_ci(rows)
     per_task = ("", "_std", "_ci95_low", "_ci95_high") if cis else ("", "_std")
-    writer.writerow(["model", "method", "condition", "n_seeds"] + [f"{t}{c}" for t in tasks for c in per_task])
+    control = any("beyond" in v for r in rows for v in r["values"].values())  # a run with a capability control
+    writer.writerow(["model", "method", "condition", "n_seeds"] + [f"{t}{c}" for t in tasks for c in per_task]
+                    + (["beyond_model"] if control else []))
     for r in rows:
         vals = []
         for t in tasks:
@@ -106,7 +125,8 @@ def to_csv(rows: list[dict], tasks: list[str]) -> str:
             vals += ["" if v["mean"] is None else f"{v['mean']:.6f}", "" if v["std"] is None else f"{v['std']:.6f}"]
             if cis:
                 vals += [f"{x:.6f}" for x in v["ci95"]] if v.get("ci95") else ["", ""]
-        writer.writerow([r["model"], r["method"], r["condition"], len(r["seeds"]) or 1] + vals)
+        beyond = [";".join(t for t in tasks if r["values"][t].get("beyond"))] if control else []
+        writer.writerow([r["model"], r["method"], r["condition"], len(r["seeds"]) or 1] + vals + beyond)
     return buf.getvalue()
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from factlearn.data.schema import CORPUS_CONFIGS, EVAL_CONFIGS
+from factlearn.data.schema import CLOZE_CONFIGS, CORPUS_CONFIGS, EVAL_CONFIGS
 from factlearn.errors import UserError
 from factlearn.report.tables import TABLE_ORDER
 from factlearn.train.config import METHODS
@@ -63,9 +63,14 @@ class RunConfig:
     corpus_overrides: dict[str, list[str]] = field(default_factory=dict)
     forgetting: ForgettingOptions = field(default_factory=ForgettingOptions)
     # The paper's seven tasks, in its Table 1 order (any of data.schema.EVAL_CONFIGS may be chosen).
-    tasks: list[str] = field(default_factory=lambda: list(TABLE_ORDER))
+    tasks: list[str] = field(default_factory=lambda: list(TABLE_ORDER) + list(CLOZE_CONFIGS))
     num_fewshot: int = 5
     eval_limit: Optional[int] = None  # items per task (None -> all)
+    # Tasks the eval_limit applies to (None -> all): keep the headline tasks whole for their intervals.
+    eval_limit_tasks: Optional[list[str]] = None
+    shots: str = "same-split"  # few-shot pool: same-split (the original) or other-facts
+    control: bool = True  # evaluate every base model on the real-capitals capability control
+    ci_level: float = 0.95  # confidence of every interval, test and verdict
     eval_batch_size: int = 16
     analyses: list[str] = field(default_factory=lambda: list(ANALYSES))
     ablation: AblationOptions = field(default_factory=AblationOptions)
@@ -76,11 +81,24 @@ class RunConfig:
     device: str = "auto"
     out: Optional[str] = None  # run folder; None -> runs/<profile>
 
+    def limit_for(self, task: str) -> Optional[int]:
+        """The item limit of one task: eval_limit, unless eval_limit_tasks leaves the task whole."""
+        if self.eval_limit_tasks is not None and task not in self.eval_limit_tasks:
+            return None
+        return self.eval_limit
+
     def check(self) -> None:
         """Value rules omegaconf cannot express; each message says how to fix it."""
         _need_subset("corpora", self.corpora, CORPUS_CONFIGS)
         _need_subset("methods", self.methods, METHODS)
         _need_subset("tasks", self.tasks, EVAL_CONFIGS)
+        if self.eval_limit_tasks is not None:
+            _need_subset("eval_limit_tasks", self.eval_limit_tasks, EVAL_CONFIGS, allow_empty=True)
+        if not 0 < self.ci_level < 1:
+            raise UserError(f"ci_level must be a probability strictly between 0 and 1 (e.g. 0.95), got {self.ci_level}")
+        from factlearn.evaluate.fewshot import check_shots
+
+        check_shots(self.shots)
         _need_subset("analyses", self.analyses, ANALYSES, allow_empty=True)
         _need_subset("forgetting.corpora", self.forgetting.corpora, CORPUS_CONFIGS, allow_empty=True)
         _need_subset("corpus_overrides", list(self.corpus_overrides), CORPUS_CONFIGS, allow_empty=True)

@@ -100,11 +100,27 @@ class CellExecutor:
         cfg = self.plan.cfg
         model, tokenizer = self.load(cell.spec["model"])
         result = evaluate(model, tokenizer, tasks=list(cfg.tasks), data=self.plan.world.data,
-                          num_fewshot=cfg.num_fewshot, limit=cfg.eval_limit, batch_size=cfg.eval_batch_size)
+                          num_fewshot=cfg.num_fewshot, limit={t: cfg.limit_for(t) for t in cfg.tasks},
+                          batch_size=cfg.eval_batch_size, shots=cfg.shots, level=cfg.ci_level)
         atomic_write_jsonl(folder / "records.jsonl",
                            [{"task": task, **rec} for task, recs in result.records.items() for rec in recs])
         counts = {task: len(recs) for task, recs in result.records.items()}
-        return {"metrics": result.metrics, "items": counts}
+        return {"metrics": result.metrics, "items": counts, "contamination": result.contamination,
+                "shots": cfg.shots}
+
+    def _run_control(self, cell: Cell, folder: Path) -> dict:
+        """The base model on the real-capitals control: which tasks it can answer at all."""
+        from factlearn.evaluate import evaluate
+        from factlearn.evaluate.control import capability, control_data
+
+        spec = cell.spec["control"]
+        data = control_data()
+        model, tokenizer = self.load(cell.spec["model"])
+        result = evaluate(model, tokenizer, tasks=spec["tasks"], data=data, num_fewshot=spec["num_fewshot"],
+                          batch_size=self.plan.cfg.eval_batch_size, shots=spec["shots"], level=spec["level"])
+        atomic_write_jsonl(folder / "records.jsonl",
+                           [{"task": task, **rec} for task, recs in result.records.items() for rec in recs])
+        return {"metrics": result.metrics, "capability": capability(result.metrics, result.records, data, spec["level"])}
 
     def _run_probe(self, cell: Cell, folder: Path) -> dict:
         from factlearn.analyze.probes import probe_facts

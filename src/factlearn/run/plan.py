@@ -124,14 +124,19 @@ def ablation_ks(cfg: RunConfig, num_layers: int) -> list[int]:
     return sorted({round(i * num_layers / (points - 1)) for i in range(points)})
 
 
-def _eval_items(cfg: RunConfig, world: RunWorld, tokenizer, tasks: list[str], limit: int | None) -> dict:
-    """Per task: (items evaluated, tokens in one few-shot context, scored without generating), for estimates."""
-    from factlearn.evaluate.tasks import GENERATE, get_tasks
+def _eval_items(cfg: RunConfig, data, tokenizer, tasks: list[str], limit) -> dict:
+    """Per task: (items evaluated, tokens in one few-shot context, scored without generating), for estimates.
+
+    `limit`: one limit for every task, or a function task name -> limit."""
+    from factlearn.evaluate.tasks import CLOZE, GENERATE, get_tasks
 
     items = {}
     for task in get_tasks(tasks):
-        rows = world.data[task.config]
-        n = len(rows) if limit is None else min(limit, len(rows))
+        rows = data[task.config]
+        task_limit = limit(task.name) if callable(limit) else limit
+        n = len(rows) if task_limit is None else min(task_limit, len(rows))
+        if task.kind == CLOZE:  # one scored continuation per choice
+            n *= len(rows[0]["choices"])
         sample = rows.select(range(min(len(rows), 8))).to_list()
         texts = [str(r["question"]) + " " + " ".join(map(str, r.get("choices") or [])) + str(r["answer"]) for r in sample]
         per_item = sum(len(tokenizer(t)["input_ids"]) + 8 for t in texts) / max(len(texts), 1)
@@ -227,18 +232,23 @@ def plan_grid(cfg: RunConfig, world: RunWorld | None = None) -> GridPlan:
     check_world_fits(cfg, world)
     device = pick_device(cfg.device)
     plan = GridPlan(cfg=cfg, world=world, models={}, cells=[])
-    eval_spec = {"tasks": list(cfg.tasks), "num_fewshot": cfg.num_fewshot, "limit": cfg.eval_limit}
+    limits = {t: cfg.limit_for(t) for t in cfg.tasks}
+    eval_spec = {"tasks": list(cfg.tasks), "num_fewshot": cfg.num_fewshot,
+                 "limit": cfg.eval_limit if len(set(limits.values())) <= 1 else limits}
+    if cfg.shots != "same-split":  # only then part of the key, so earlier runs' cells stay valid
+        eval_spec["shots"] = cfg.shots
+    control_tasks = _control_tasks(cfg)
     probe_spec = {"templates": probe_templates()} if "probe" in cfg.analyses else {}
     for spec in cfg.models:
         base = resolve_base_model(spec)
         plan.models[spec] = base
         tokenizer = load_tokenizer(base.path)
-        items = _eval_items(cfg, world, tokenizer, list(cfg.tasks), cfg.eval_limit)
+        items = _eval_items(cfg, world.data, tokenizer, list(cfg.tasks), cfg.limit_for)
         eval_cost = estimate.eval_seconds(base.size, items, cfg.eval_batch_size, device)
         n = len(world.data["Facts"]) // 2  # probes: 2n facts x ~3.5 templates x (n tails + 1 negated) prompts
         probe_cost = estimate.eval_seconds(base.size, {"probe": (int(2 * n * 3.5 * (n + 1)), 20.0, True)},
                                            cfg.eval_batch_size, device)
-        abl_items = _eval_items(cfg, world, tokenizer, list(cfg.ablation.tasks), cfg.ablation.limit)
+        abl_items = _eval_items(cfg, world.data, tokenizer, list(cfg.ablation.tasks), cfg.ablation.limit)
         ks = ablation_ks(cfg, base.size.num_layers)
         abl_cost = (2 * len(ks) + 2) * (
             estimate.eval_seconds(base.size, abl_items, cfg.eval_batch_size, device) - base.size.load_seconds) \
@@ -259,8 +269,17 @@ def plan_grid(cfg: RunConfig, world: RunWorld | None = None) -> GridPlan:
                 plan.cells.append(Cell("ablate", {"model": model_id, "base": base.identity, "ablation": abl,
                                                   "data": world.spec}, labels, deps, est_seconds=abl_cost))
 
-        downstream(base.identity, {"model": base.display, "method": "base", "condition": "base",
-                                   "corpus": None, "seed": None, "forget_start_layer": None}, None)
+        base_labels = {"model": base.display, "method": "base", "condition": "base", "corpus": None, "seed": None,
+                       "forget_start_layer": None}
+        if control_tasks:
+            from factlearn.evaluate.control import control_data
+
+            control_cost = estimate.eval_seconds(
+                base.size, _eval_items(cfg, control_data(), tokenizer, control_tasks, None), cfg.eval_batch_size, device)
+            plan.cells.append(Cell("control", {"model": base.identity, "control": {
+                "tasks": control_tasks, "num_fewshot": cfg.num_fewshot, "shots": cfg.shots, "level": cfg.ci_level}},
+                {**base_labels, "condition": "control"}, (), est_seconds=control_cost))
+        downstream(base.identity, base_labels, None)
         for method in cfg.methods:
             for seed in cfg.seeds:
                 conditions = [(c, None) for c in cfg.corpora]
@@ -289,6 +308,16 @@ def plan_grid(cfg: RunConfig, world: RunWorld | None = None) -> GridPlan:
                     downstream({"trained": cell.key}, labels, cell)
     plan.cells = list(topological(plan.cells))
     return plan
+
+
+def _control_tasks(cfg: RunConfig) -> list[str]:
+    """The run's tasks that have a capability control (none when control=false)."""
+    if not cfg.control:
+        return []
+    from factlearn.data.control import CONTROL_CONFIGS
+    from factlearn.evaluate.tasks import get_tasks
+
+    return [t.name for t in get_tasks(list(cfg.tasks)) if t.config in CONTROL_CONFIGS]
 
 
 def probe_templates() -> dict[str, list[str]]:
