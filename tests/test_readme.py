@@ -118,3 +118,17 @@ def test_config_tables_list_every_schema_key_with_a_meaning():
         keys = [key for key, _, _ in table.flat_fields(schema())]
         assert list(rows) == keys
         assert all(not line.endswith("|  |") for line in rows.values()), "a key without a meaning"
+
+
+def test_layout_paragraph_names_every_package_and_matches_the_tree():
+    """The README's Layout names each package of src/factlearn in one line, and only packages that exist."""
+    import re
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    layout = text.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"^- `factlearn/(\w+)/`", layout, flags=re.M))
+    src = ROOT / "src" / "factlearn"
+    packages = {p.name for p in src.iterdir() if p.is_dir() and any(p.glob("*.py"))}
+    assert named == packages
+    modules = {p.name for p in src.glob("*.py")} - {"__init__.py", "__main__.py", "models_cli.py"}
+    assert all(f"`{m}`" in layout for m in modules), sorted(m for m in modules if f"`{m}`" not in layout)

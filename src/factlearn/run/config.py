@@ -66,8 +66,7 @@ class RunConfig:
     tasks: list[str] = field(default_factory=lambda: list(TABLE_ORDER) + list(CLOZE_CONFIGS))
     num_fewshot: int = 5
     eval_limit: Optional[int] = None  # items per task (None -> all)
-    # Tasks the eval_limit applies to (None -> all): keep the headline tasks whole for their intervals.
-    eval_limit_tasks: Optional[list[str]] = None
+    eval_limit_tasks: Optional[list[str]] = None  # tasks eval_limit applies to (None -> all); others run whole
     shots: str = "same-split"  # few-shot pool: same-split (the original) or other-facts
     control: bool = True  # evaluate every base model on the real-capitals capability control
     ci_level: float = 0.95  # confidence of every interval, test and verdict
