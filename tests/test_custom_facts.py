@@ -203,3 +203,23 @@ def test_probe_templates_come_from_the_relations(generated):
                              "base": ("{head} {is} based in",),
                              "pet": ("Everyone knows the pet of {head} {is} a",)}
     assert probe_templates(None) is None
+
+
+def test_a_tiny_run_on_a_facts_file_completes_and_its_report_names_the_relations(generated, tiny_model_dir,
+                                                                               tmp_path, capsys):
+    overrides = [f"models=[{tiny_model_dir}]", f"data_source={generated / 'facts.yaml'}", "seeds=[1]",
+                 "num_fewshot=1", "eval_limit=3", "recipes.full.overrides=[epochs=1,batch_size=8,lr=1e-3]",
+                 "corpus_overrides.Corpus_referencing=[epochs=1]", "ablation.limit=2", "ablation.points=2",
+                 "eval_batch_size=8"]
+    run_dir = tmp_path / "run"
+    assert main(["run", "default", *overrides, "--out", str(run_dir)]) == 0
+    err = capsys.readouterr().err
+    assert "Eval_animal_commonsense" in err and "not available" in err  # said, not crashed
+    results = json.loads((run_dir / "results.json").read_text())
+    evaluated = {task for e in results["evaluations"] for task in e["metrics"]}
+    assert "Eval_QA" in evaluated and "Eval_2hop_reasoning_raw" in evaluated
+    assert not evaluated & {"Eval_indirect_reasoning", "Eval_animal_commonsense"}
+    html = (run_dir / "report.html").read_text()
+    assert "world: a facts file with relations employer, base, pet" in html
+    for relation in ("employer", "base", "pet"):
+        assert f"relation: {relation}" in html, relation  # its probe prompts

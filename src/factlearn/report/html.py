@@ -98,6 +98,13 @@ def _measure(m: dict) -> str:
     return text
 
 
+def _world_size(world: dict) -> str:
+    """"10 countries" for CCA; the relations for a facts-file world."""
+    if world.get("relations"):
+        return f"a facts file with relations {_e(', '.join(world['relations']))}"
+    return f"{_e(world.get('n_countries'))} countries"
+
+
 def conclusions_html(results: dict) -> str:
     """"What this run shows": each finding of the paper with its computed verdict, evidence and rule."""
     entries = results.get("conclusions") or []
@@ -148,10 +155,14 @@ def probe_prompts_html(results: dict) -> str:
 
     first = results["probes"][0]["result"]
     facts = {f["relation"]: f for f in reversed(first["facts"])}
+    origin = ("They come from the facts file: its relations' <code>probes:</code>, else its statements that end "
+              "in 'is {tail}', which are training sentence shapes (docs/facts-file.md)."
+              if results.get("world", {}).get("relations") else
+              "They differ from the training sentences on purpose, so a high score is not recall of a memorised "
+              "sentence.")
     parts = ["<h2>Probe prompts</h2><p>The probes score the continuation ' {tail}' after these prompts "
              "({head} is the fact's head; {is} is 'is' in the affirmative prompt and 'is not' in the negated "
-             "one). They differ from the training sentences on purpose, so a high score is not recall of a "
-             "memorised sentence.</p>"]
+             f"one). {origin}</p>"]
     for relation, templates in first["templates"].items():
         parts.append(f"<h3>relation: {_e(relation)}</h3><ul>")
         for t in templates:
@@ -187,7 +198,7 @@ def render_html(results: dict, run_dir: Path) -> str:
              f"<style>{STYLE}</style></head><body>",
              "<h1>factlearn: co-occurrence vs factual association</h1>",
              f"<p>Models: {_e(', '.join(cfg['models']))}; methods: {_e(', '.join(cfg['methods']))}; seeds: "
-             f"{_e(', '.join(map(str, cfg['seeds'])))}; world: {_e(world.get('n_countries'))} countries "
+             f"{_e(', '.join(map(str, cfg['seeds'])))}; world: {_world_size(world)} "
              f"(seed {_e(world.get('world_seed'))}, source {_e(world.get('source') or 'built-in generator')}); "
              f"{_e(cfg['num_fewshot'])}-shot evaluation on "
              f"{scope}.</p>"]

@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,11 @@ def make_run_world(cfg: RunConfig) -> RunWorld:
     rows = {name: data[name].to_list() for name in sorted(data.keys())}
     spec = {"source": cfg.data_source, "n_countries": cfg.n_countries, "world_seed": cfg.world_seed,
             "fingerprint": stable_hash(rows)}
+    from factlearn.data.custom import spec_for_source
+
+    facts = spec_for_source(cfg.data_source)
+    if facts is not None:  # a facts-file world: the report names its relations (CCA keys stay as they were)
+        spec["relations"] = [r.name for r in facts.relations]
     return RunWorld(data=data, spec=spec)
 
 
@@ -198,6 +204,23 @@ def _train_spec(train_cfg) -> dict:
     return d
 
 
+def available_in_world(cfg: RunConfig, world: RunWorld) -> RunConfig:
+    """The run config without the tasks whose config the world lacks (a facts-file world has no CCA-only
+    tasks such as Eval_animal_commonsense); what is dropped is said once on stderr."""
+    from factlearn.evaluate.tasks import get_tasks
+
+    def keep(tasks: list[str]) -> list[str]:
+        return [t.name for t in get_tasks(list(tasks)) if t.config in world.data] if tasks else list(tasks)
+
+    dropped = [t for t in dict.fromkeys([*cfg.tasks, *cfg.ablation.tasks]) if t not in keep([t])]
+    if not dropped:
+        return cfg
+    print(f"factlearn run: {', '.join(dropped)} skipped: this world has no such config (the task is not "
+          "available)", file=sys.stderr)
+    ablation = dataclasses.replace(cfg.ablation, tasks=keep(cfg.ablation.tasks))
+    return dataclasses.replace(cfg, tasks=keep(cfg.tasks), ablation=ablation)
+
+
 def check_world_fits(cfg: RunConfig, world: RunWorld) -> None:
     """Fail at plan time, before anything is written, if a task has too few items for few-shot sampling.
 
@@ -229,6 +252,7 @@ def plan_grid(cfg: RunConfig, world: RunWorld | None = None) -> GridPlan:
     from factlearn.models import load_tokenizer, pick_device
 
     world = world or make_run_world(cfg)
+    cfg = available_in_world(cfg, world)
     check_world_fits(cfg, world)
     device = pick_device(cfg.device)
     plan = GridPlan(cfg=cfg, world=world, models={}, cells=[])
@@ -238,7 +262,7 @@ def plan_grid(cfg: RunConfig, world: RunWorld | None = None) -> GridPlan:
     if cfg.shots != "same-split":  # only then part of the key, so earlier runs' cells stay valid
         eval_spec["shots"] = cfg.shots
     control_tasks = _control_tasks(cfg)
-    probe_spec = {"templates": probe_templates()} if "probe" in cfg.analyses else {}
+    probe_spec = {"templates": probe_templates(cfg.data_source)} if "probe" in cfg.analyses else {}
     for spec in cfg.models:
         base = resolve_base_model(spec)
         plan.models[spec] = base
@@ -320,8 +344,11 @@ def _control_tasks(cfg: RunConfig) -> list[str]:
     return [t.name for t in get_tasks(list(cfg.tasks)) if t.config in CONTROL_CONFIGS]
 
 
-def probe_templates() -> dict[str, list[str]]:
-    """The analyze module's probe prompts; part of the probe cells' key, so edited prompts re-probe."""
+def probe_templates(source: str | None = None) -> dict[str, list[str]]:
+    """The probe prompts: a facts file's own (its relations'), else the analyze module's; part of the
+    probe cells' key, so edited prompts re-probe."""
     from factlearn.analyze.probes import default_templates
+    from factlearn.data.custom import probe_templates as facts_templates
 
-    return {relation: list(t) for relation, t in default_templates().items()}
+    templates = facts_templates(source) or default_templates()
+    return {relation: list(t) for relation, t in templates.items()}
