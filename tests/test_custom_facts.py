@@ -223,3 +223,19 @@ def test_a_tiny_run_on_a_facts_file_completes_and_its_report_names_the_relations
     assert "world: a facts file with relations employer, base, pet" in html
     for relation in ("employer", "base", "pet"):
         assert f"relation: {relation}" in html, relation  # its probe prompts
+
+
+def test_eval_skips_tasks_the_world_lacks_and_refuses_when_none_is_left(generated):
+    from factlearn.errors import UserError
+    from factlearn.evaluate.engine import available_tasks, resolve_data
+    from factlearn.evaluate.tasks import get_tasks
+
+    tasks = get_tasks(["Eval_QA", "Eval_animal_commonsense", "Eval_indirect_reasoning"])
+    for source in (generated / "facts.yaml", generated / "out"):
+        data = resolve_data(source, [t.config for t in tasks])
+        assert set(data) == {"Eval_QA"}
+        said = []
+        assert [t.name for t in available_tasks(tasks, data, said.append)] == ["Eval_QA"]
+        assert len(said) == 2 and all("not available" in s for s in said)
+        with pytest.raises(UserError, match="none of the tasks Eval_animal_commonsense is available"):
+            available_tasks(tasks[1:2], data)

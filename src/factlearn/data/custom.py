@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from factlearn.data.facts_file import SPEC_NAME, FactsSpec, Relation, is_facts_file, load_facts_file
+from factlearn.data.facts_file import SPEC_NAME, FactsSpec, Relation, load_facts_file
 from factlearn.data.templates import REFS
 from factlearn.data.world import Fact, rng_for
 from factlearn.errors import UserError
@@ -102,6 +103,26 @@ class FactsWorld:
 
 
 # --- sources: a facts file, or a folder `data generate --facts` wrote -----------------------------
+
+def is_facts_file(path: str | Path) -> bool:
+    """True for a .yaml/.yml file, or a .json file holding one object with `relations` (not JSON lines)."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        return True
+    if suffix != ".json":
+        return False
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return False
+    try:
+        return isinstance(value := json.loads(text), dict) and "relations" in value
+    except json.JSONDecodeError as e:  # a broken single document that looks like a facts file
+        return not e.msg.startswith("Extra data") and '"relations"' in text
+
 
 @functools.lru_cache(maxsize=8)
 def _cached_spec(path: str, mtime_ns: int, size: int) -> FactsSpec:

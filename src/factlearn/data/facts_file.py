@@ -112,26 +112,6 @@ class FactsSpec:
 
 # --- reading -----------------------------------------------------------------------------------------
 
-def is_facts_file(path: str | Path) -> bool:
-    """True for a .yaml/.yml file, or a .json file holding one object with `relations` (not JSON lines)."""
-    path = Path(path)
-    if not path.is_file():
-        return False
-    suffix = path.suffix.lower()
-    if suffix in (".yaml", ".yml"):
-        return True
-    if suffix != ".json":
-        return False
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except (OSError, UnicodeDecodeError):
-        return False
-    try:
-        return isinstance(value := json.loads(text), dict) and "relations" in value
-    except json.JSONDecodeError as e:  # a broken single document that looks like a facts file
-        return not e.msg.startswith("Extra data") and '"relations"' in text
-
-
 def load_facts_file(path: str | Path) -> FactsSpec:
     """Read and validate a facts file; any problem is a UserError `FILE:LINE: what; how to fix`."""
     import yaml
