@@ -7,8 +7,14 @@ Each is built in a dot-named temp folder and renamed into place, so a SIGKILL mi
 previous checkpoint as the newest complete one.
 
 Hand-written rather than `accelerator.save_state` because that saves the whole model (the frozen
-base weights in every LoRA checkpoint, not just the adapter) and knows nothing of our data position. Sharded
-engines (DeepSpeed, FSDP) would need `accelerator.save_state`; the trainer refuses them (check_engine).
+base weights in every LoRA checkpoint, not just the adapter) and knows nothing of our data position.
+
+Sharded runs (sharding=fsdp2) write the same files from gathered state: every process takes part in
+gathering the full trainable weights and the optimizer state (keyed by parameter name) to process 0,
+which writes them; on resume process 0 reads them and broadcasts, each process keeping its shard.
+Chosen over sharded torch.distributed.checkpoint files so that every checkpoint is complete-or-absent
+by the one rename below; the cost is that process 0 holds the full trainable weights and AdamW state
+in CPU memory while writing (for a full finetune: ~12 bytes per parameter).
 """
 
 from __future__ import annotations
@@ -54,20 +60,26 @@ def trainable_state(model) -> dict:
 
 
 def save_checkpoint(save_dir: Path, step: int, model, optimizer, scheduler, position: dict, log_rows: list[dict],
-                    config_yaml: str, accelerator) -> Path | None:
+                    config_yaml: str, accelerator, sharded: bool = False) -> Path | None:
     """Write checkpoint step-`step` (collective: every process must call it). Returns its path on the main process."""
     import torch
     from accelerate.utils import gather_object
     from safetensors.torch import save_file
 
     rngs = gather_object([rng_state()])  # one per process, in rank order
+    if sharded:
+        from factlearn.train import fsdp
+
+        weights, optimizer_state = fsdp.gather_state(model, trainable_only=True), fsdp.gather_optimizer_state(model, optimizer)
     if not accelerator.is_main_process:
         accelerator.wait_for_everyone()
         return None
+    if not sharded:
+        weights, optimizer_state = trainable_state(model), optimizer.state_dict()
     final = Path(save_dir) / CKPT_DIR / f"step-{step}"
     with atomic_dir(final, overwrite=True) as tmp:
-        save_file(trainable_state(model), str(tmp / "trainable.safetensors"))
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        save_file(weights, str(tmp / "trainable.safetensors"))
+        torch.save(optimizer_state, tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         with open(tmp / "rng.pkl", "wb") as f:
             pickle.dump(rngs, f)
@@ -106,29 +118,48 @@ def read_log(ckpt: Path) -> list[dict]:
     return [json.loads(line) for line in (ckpt / "train_log.jsonl").read_text().splitlines() if line.strip()]
 
 
-def load_weights(ckpt: Path, model) -> None:
-    """Copy the checkpoint's trainable weights into `model` (names must match exactly)."""
+def load_weights(ckpt: Path, model, sharded_main: bool | None = None) -> None:
+    """Copy the checkpoint's trainable weights into `model` (names must match exactly).
+
+    `sharded_main`: None for an unsharded model; under sharding=fsdp2 whether this is process 0, which
+    reads the file and broadcasts (collective).
+    """
     import torch
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
-    state = load_file(str(ckpt / "trainable.safetensors"))
+    with safe_open(str(ckpt / "trainable.safetensors"), "pt") as f:
+        names = set(f.keys())
     params = dict(model.named_parameters())
-    missing = [n for n, p in params.items() if p.requires_grad and n not in state]
-    unknown = [n for n in state if n not in params]
+    missing = [n for n, p in params.items() if p.requires_grad and n not in names]
+    unknown = [n for n in names if n not in params]
     if missing or unknown:
         from factlearn.errors import UserError
 
         raise UserError(f"checkpoint {ckpt} does not match this model (missing {missing[:1]}, unknown {unknown[:1]}); "
                         "resume with the same model and method as the interrupted run")
+    if sharded_main is not None:
+        from factlearn.train import fsdp
+
+        fsdp.load_trainable(model, load_file(str(ckpt / "trainable.safetensors")) if sharded_main else {})
+        return
+    state = load_file(str(ckpt / "trainable.safetensors"))
     with torch.no_grad():
         for n, t in state.items():
             params[n].copy_(t.to(params[n].device, params[n].dtype))
 
 
-def load_optimizer_and_scheduler(ckpt: Path, optimizer, scheduler) -> None:
+def load_optimizer_and_scheduler(ckpt: Path, optimizer, scheduler, sharded_model=None, main: bool = True) -> None:
+    """`sharded_model`: under sharding=fsdp2, the model; process 0 reads the state and broadcasts (collective)."""
     import torch
 
-    optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=True))
+    if sharded_model is not None:
+        from factlearn.train import fsdp
+
+        state = torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=True) if main else {}
+        fsdp.load_optimizer_state(sharded_model, optimizer, state)
+    else:
+        optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=True))
     scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", map_location="cpu", weights_only=True))
 
 

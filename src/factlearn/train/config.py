@@ -13,6 +13,7 @@ from typing import Optional
 from factlearn.errors import UserError
 
 METHODS = ("full", "lora")
+SHARDINGS = ("none", "fsdp2")
 DTYPES = ("auto", "fp32", "float32", "bf16", "bfloat16", "fp16", "float16")
 LORA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -53,6 +54,13 @@ class ForgetSection:
 
 
 @dataclass
+class FsdpSection:
+    """Options of sharding=fsdp2 (train/fsdp.py)."""
+
+    cpu_offload: bool = False  # keep parameter shards, gradients and the AdamW step on CPU (GPU runs only)
+
+
+@dataclass
 class TrainConfig:
     """Everything one finetuning run needs. `batch_size` is per process (like HF's per-device size)."""
 
@@ -79,6 +87,8 @@ class TrainConfig:
     pack_rows: bool = True  # lay a micro-batch's rows end to end (block-diagonal attention) when cheaper than padding
     dtype: str = "auto"  # compute precision; bf16/fp16 = fp32 master weights + autocast (like HF bf16=True)
     device: str = "auto"  # auto, cpu, cuda; under `accelerate launch` the launcher decides
+    sharding: str = "none"  # none (one full copy per process, DDP) or fsdp2 (weights, gradients, AdamW state sharded; torchrun)
+    fsdp: FsdpSection = field(default_factory=FsdpSection)
     save: str = "runs/finetune"
     lora: LoraSection = field(default_factory=LoraSection)
     forget: ForgetSection = field(default_factory=ForgetSection)
@@ -110,6 +120,10 @@ class TrainConfig:
             raise UserError(f"n_countries must be >= 1, got {self.n_countries}")
         if self.dtype not in DTYPES:
             raise UserError(f"dtype must be one of {', '.join(DTYPES)}, got '{self.dtype}'")
+        if self.sharding not in SHARDINGS:
+            raise UserError(f"sharding must be one of {', '.join(SHARDINGS)}, got '{self.sharding}'")
+        if self.fsdp.cpu_offload and self.sharding != "fsdp2":
+            raise UserError("fsdp.cpu_offload=true needs sharding=fsdp2; add sharding=fsdp2 or drop fsdp.cpu_offload")
         if self.eval_limit is not None and self.eval_limit < 1:
             raise UserError(f"eval_limit must be >= 1 or null, got {self.eval_limit}")
         if not self.save.strip():

@@ -26,21 +26,27 @@ def make_accelerator(cfg: TrainConfig):
     return Accelerator(cpu=not cuda, mixed_precision=precision)
 
 
-def check_engine(accelerator) -> None:
-    """Refuse FSDP and DeepSpeed before any work: this loop is written for DDP (or one process).
+def check_engine(accelerator, cfg: TrainConfig | None = None) -> None:
+    """Refuse what this loop cannot drive, before any work: DeepSpeed, accelerate's FSDP plugin, and
+    sharding=fsdp2 without several processes.
 
-    Why: it builds a fresh optimizer for each phase (after a forgetting reset) and saves full weights
-    and the optimizer state from the main process; DeepSpeed needs model and optimizer prepared
-    together, and both engines shard state that the saves here would miss. Untestable without GPUs,
-    so refused rather than half-supported.
+    Why DeepSpeed is refused: it needs model and optimizer prepared together and owns the step, while
+    this loop builds a fresh optimizer per phase (after a forgetting reset) and steps it itself.
+    Sharding is done here with FSDP2 (sharding=fsdp2, train/fsdp.py), which fits the loop as it is;
+    accelerate's FSDP plugin would wrap the model a second way, so its launch flags are refused too.
     """
     from accelerate.utils import DistributedType
 
-    engines = {DistributedType.FSDP: "FSDP", DistributedType.DEEPSPEED: "DeepSpeed"}
-    if accelerator.distributed_type in engines:
-        raise UserError(f"{engines[accelerator.distributed_type]} is not supported by factlearn train yet (its "
-                        "optimizer and saves assume full weights on every process); launch with DDP instead: "
-                        "accelerate launch --multi_gpu --num_processes N -m factlearn train ...")
+    hint = ("shard with FSDP2 instead: torchrun --nproc_per_node N -m factlearn train ... sharding=fsdp2 "
+            "(or plain DDP: accelerate launch --multi_gpu --num_processes N -m factlearn train ...)")
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        raise UserError(f"DeepSpeed is not supported by factlearn train yet; {hint}")
+    if accelerator.distributed_type == DistributedType.FSDP:
+        raise UserError(f"accelerate's FSDP plugin (--use_fsdp) is not supported by factlearn train yet; {hint}")
+    if cfg is not None and cfg.sharding == "fsdp2":
+        from factlearn.train.fsdp import check_fsdp
+
+        check_fsdp(cfg, accelerator)
 
 
 def build_model(cfg: TrainConfig, device: str):
@@ -57,13 +63,19 @@ def build_model(cfg: TrainConfig, device: str):
     cfg.check_against_model(forgetting.num_layers(model))
     if cfg.method == "full":
         own_cpu_weights(model)
+    return prepare_for_training(cfg, model), tokenizer
+
+
+def prepare_for_training(cfg: TrainConfig, model):
+    """Everything after loading, shared with the meta-device build of sharded runs: no KV cache,
+    optional gradient checkpointing, the LoRA adapter, train mode. Returns the (peft) model."""
     model.config.use_cache = False
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if cfg.method == "lora":
         model = _add_lora(cfg, model)
     model.train()
-    return model, tokenizer
+    return model
 
 
 def _add_lora(cfg: TrainConfig, model):

@@ -6,20 +6,30 @@ a fresh LoRA model with the first run's weights copied in only below the boundar
 copy the pretrained weights back into the upper layers. Only decoder layers count as layers; the
 embeddings, final norm and (tied) output head keep their change. Which parameter sits in which layer
 is factlearn.layers' rule, the same one the ablation uses.
+
+Sharded runs (sharding=fsdp2): parameters are DTensors and each process touches only its own shard:
+the snapshot keeps the local shards of the upper layers and the reset copies them back in place; the
+LoRA re-init draws each full adapter matrix as one process would and keeps the local part.
 """
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from factlearn.errors import UserError
 from factlearn.layers import decoder_layers_prefix, layer_of, num_layers  # noqa: F401 (num_layers: the trainer's)
 
 
+def _local(p):
+    """The part of a parameter this process holds: its shard when sharded (a DTensor), else all of it."""
+    return p.to_local() if hasattr(p, "to_local") else p
+
+
 def snapshot_upper_layers(model, start_layer: int) -> dict:
     """CPU copies of the parameters of layers >= start_layer (the pretrained values to restore later)."""
     prefix = decoder_layers_prefix(model)
-    return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters()
+    return {n: _local(p).detach().to("cpu", copy=True) for n, p in model.named_parameters()
             if (i := layer_of(n, prefix)) is not None and i >= start_layer}
 
 
@@ -35,7 +45,8 @@ def reset_full_layers(model, pretrained: dict, start_layer: int) -> int:
             if i is not None and i >= start_layer:
                 if n not in pretrained:
                     raise UserError(f"pretrained weights lack {n}; the forgetting base model does not match this model")
-                p.copy_(pretrained[n].to(p.device, p.dtype))
+                local = _local(p)
+                local.copy_(pretrained[n].to(local.device, local.dtype))
                 count += 1
     return count
 
@@ -56,10 +67,40 @@ def reset_lora_layers(peft_model, start_layer: int, seed: int) -> int:
         for name, module in peft_model.named_modules():
             i = layer_of(name, prefix)
             if isinstance(module, LoraLayer) and i is not None and i >= start_layer:
-                for adapter in list(module.lora_A.keys()):
-                    module.reset_lora_parameters(adapter, init_lora_weights=True)
+                with _whole_adapter_params(module):
+                    for adapter in list(module.lora_A.keys()):
+                        module.reset_lora_parameters(adapter, init_lora_weights=True)
                 count += 1
     return count
+
+
+@contextlib.contextmanager
+def _whole_adapter_params(module):
+    """Sharded adapters: swap in whole matrices for the re-init, then keep each process's shard of them.
+
+    Every process draws the same whole matrices (same seed), exactly as one process would, so a
+    sharded run resets to the same values as an unsharded one.
+    """
+    import torch
+
+    sharded = [(name, p) for name, p in module.named_parameters()
+               if not name.startswith("base_layer.") and hasattr(p, "to_local")]
+    whole = {name: torch.nn.Parameter(torch.empty(p.shape, dtype=p.dtype, device=p.device), p.requires_grad)
+             for name, p in sharded}
+    for name, _ in sharded:
+        owner, _, leaf = name.rpartition(".")
+        module.get_submodule(owner)._parameters[leaf] = whole[name]
+    try:
+        yield
+    finally:
+        from torch.distributed.tensor import distribute_tensor
+
+        for name, p in sharded:
+            owner, _, leaf = name.rpartition(".")
+            module.get_submodule(owner)._parameters[leaf] = p
+            mine = distribute_tensor(whole[name].detach(), p.device_mesh, p.placements, src_data_rank=None)
+            with torch.no_grad():
+                p.to_local().copy_(mine.to_local())
 
 
 def load_lower_lora_layers(peft_model, first_pass_dir: str | Path, start_layer: int) -> int:

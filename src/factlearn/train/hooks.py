@@ -51,13 +51,21 @@ def default_eval_hook(cfg: TrainConfig) -> EvalHook:
     return hook
 
 
-def run_eval(hook: EvalHook, accelerator, model, tokenizer, step: int, log: RunLog) -> None:
-    """Evaluate on the main process (in eval mode) and log the metrics; every process waits for it."""
+def run_eval(hook: EvalHook, accelerator, model, tokenizer, step: int, log: RunLog,
+             copy_for_eval: Callable[[], object] | None = None) -> None:
+    """Evaluate on the main process (in eval mode) and log the metrics; every process waits for it.
+
+    `copy_for_eval` (sharded runs): a collective that every process calls and that returns a plain
+    copy of the model on the main process (None elsewhere); that copy is evaluated and dropped.
+    """
+    if copy_for_eval is not None:
+        model = copy_for_eval()
     if accelerator.is_main_process:
         model.eval()
         metrics = hook(model, tokenizer, step)
         model.train()
         log.add({"step": step, "eval": metrics})
+    del model
     accelerator.wait_for_everyone()
 
 

@@ -11,14 +11,17 @@ Why not HF Trainer: it computes logits for every position including padding (a 4
 projection is a large share of a 135M model's compute), pads to a fixed multiple, and knows nothing
 of active forgetting; this loop projects only the positions that carry loss.
 
-Scale out: the same code runs under `accelerate launch`:
+Scale out: the same code runs under `accelerate launch` (DDP: a full copy per process) or, with
+sharding=fsdp2, under torchrun with weights, gradients and AdamW state sharded (fsdp.py):
     accelerate launch --multi_gpu --num_processes 2 -m factlearn train cpu_small      # DDP (gloo on CPU)
     accelerate launch --num_processes 8 -m factlearn train finetune_full model=...    # 8 GPUs, DDP
-FSDP and DeepSpeed are refused with a one-line error (engine.check_engine): see its docstring for why.
+    torchrun --nproc_per_node 8 -m factlearn train finetune_full sharding=fsdp2 model=...  # 8 GPUs, FSDP2
+DeepSpeed and accelerate's FSDP plugin are refused with a one-line error (engine.check_engine).
 
 The parts live next door: loss.py (the loss and the packing guard), engine.py (accelerator, model,
 optimizer), output.py (the output folder), hooks.py (log, eval, progress), schedule.py (phases and
-learning-rate schedules), checkpoint.py (resume), cpu_memory.py (CPU allocator tuning).
+learning-rate schedules), checkpoint.py (resume), cpu_memory.py (CPU allocator tuning), fsdp.py
+(sharding=fsdp2).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from factlearn.train import checkpoint as ckpt_io
-from factlearn.train import forgetting
+from factlearn.train import forgetting, fsdp
 from factlearn.train.config import TrainConfig
 from factlearn.train.cpu_memory import keep_freed_memory_on_cpu
 from factlearn.train.data import (collate, epoch_batches, load_corpus, pack, pack_pays_off, shard_step,
@@ -61,7 +64,8 @@ def train(cfg: TrainConfig, eval_hook: EvalHook | None = None, resume: bool = Fa
     from factlearn.config import to_yaml
 
     accelerator = make_accelerator(cfg)
-    check_engine(accelerator)
+    check_engine(accelerator, cfg)
+    sharded = cfg.sharding == "fsdp2"
     if accelerator.device.type == "cpu":
         keep_freed_memory_on_cpu()
     save = Path(cfg.save)
@@ -73,7 +77,11 @@ def train(cfg: TrainConfig, eval_hook: EvalHook | None = None, resume: bool = Fa
         eval_hook = default_eval_hook(cfg)
 
     set_seed(cfg.seed)
-    model, tokenizer = build_model(cfg, str(accelerator.device))
+    loss_module = None
+    if sharded:  # built on meta everywhere, filled from process 0 (and the two-run reset applied)
+        model, tokenizer, loss_module = fsdp.build_sharded(cfg, accelerator)
+    else:
+        model, tokenizer = build_model(cfg, str(accelerator.device))
     texts = load_corpus(cfg.subset, cfg.data_source, cfg.n_countries, cfg.data_seed)["text"]
     rows, truncated = tokenize_rows(texts, tokenizer, cfg.max_length)
     if truncated and accelerator.is_main_process:
@@ -83,14 +91,14 @@ def train(cfg: TrainConfig, eval_hook: EvalHook | None = None, resume: bool = Fa
     pretrained_upper = None
     if cfg.forget.at_epoch is not None and cfg.method == "full":
         pretrained_upper = forgetting.snapshot_upper_layers(model, cfg.forget.start_layer)
-    if cfg.forget.from_model:
+    if cfg.forget.from_model and not sharded:
         first_pass_reset(cfg, model, str(accelerator.device))
 
     created = not save.exists()
     log = RunLog(save / LIVE_LOG, ckpt_io.read_log(resume_from) if resume_from else [],
                  enabled=accelerator.is_main_process)
     state = TrainState(cfg, accelerator, model, tokenizer, rows, log, to_yaml(cfg), eval_hook, on_progress,
-                       pretrained_upper)
+                       pretrained_upper, loss_module, sharded=sharded)
     try:
         summary = _loop(state, resume_from)
     except BaseException:
@@ -99,8 +107,9 @@ def train(cfg: TrainConfig, eval_hook: EvalHook | None = None, resume: bool = Fa
         raise
     summary.update(truncated_rows=truncated, max_length=cfg.max_length)
     accelerator.wait_for_everyone()
+    final = fsdp.plain_copy(cfg, model, accelerator.is_main_process) if sharded else model  # gathered on CPU
     if accelerator.is_main_process:
-        save_output(cfg, model, tokenizer, log.rows, summary, state.config_yaml)
+        save_output(cfg, final, tokenizer, log.rows, summary, state.config_yaml)
     accelerator.wait_for_everyone()
     return save
 
@@ -119,11 +128,13 @@ class TrainState:
     eval_hook: EvalHook | None = None
     on_progress: ProgressCallback | None = None
     pretrained_upper: dict | None = None  # the upper layers' pretrained weights (forget.at_epoch, method=full)
-    loss_module: Any = None  # the prepared causal_lm_loss_module; set by the loop
+    loss_module: Any = None  # the prepared causal_lm_loss_module; set by the loop (built sharded by fsdp.py)
+    sharded: bool = False  # sharding=fsdp2: parameters are DTensor shards; see fsdp.py
     packing_costs: tuple[float, float] | None = None  # pack_pays_off's costs; None = always pad
     step: int = 0  # optimizer steps done, counting those before a resume
     tokens_seen: int = 0  # by this run (not before a resume), for tokens_per_s
     last_loss: float = math.nan
+    resident_bytes: int = 0  # parameters + optimizer state this process held at the end of its last phase
     lengths: list[int] = field(init=False)
 
     def __post_init__(self):
@@ -154,6 +165,8 @@ class StartPoint:
 
 def _loop(state: TrainState, resume_from: Path | None) -> dict:
     """Every phase, epoch and step, from the start or from a checkpoint; returns the run summary."""
+    from accelerate.utils import gather_object
+
     cfg, accelerator = state.cfg, state.accelerator
     phases = plan_phases(cfg)
     start = _start_point(state, phases, resume_from)
@@ -164,21 +177,23 @@ def _loop(state: TrainState, resume_from: Path | None) -> dict:
     _report_progress(state)
     try:
         if state.eval_hook and state.step == 0:
-            run_eval(state.eval_hook, accelerator, state.model, state.tokenizer, 0, state.log)
+            _eval(state)
         for k in range(start.phase, len(phases)):
             _train_phase(state, phases[k], progress, start if k == start.phase and start.mid_phase else None)
         if state.eval_hook and cfg.eval_every and state.step % cfg.eval_every != 0:
-            run_eval(state.eval_hook, accelerator, state.model, state.tokenizer, state.step, state.log)
+            _eval(state)
     finally:
         progress.close()
     elapsed = time.time() - started
+    resident = gather_object([state.resident_bytes]) if accelerator.num_processes > 1 else [state.resident_bytes]
     return {"steps": state.step, "epochs": cfg.epochs, "final_loss": state.last_loss, "rows": len(state.rows),
             "train_seconds": round(elapsed, 2), "tokens_per_s": round(state.tokens_seen / max(elapsed, 1e-9), 1),
             "processes": accelerator.num_processes, "global_batch_rows": state.rows_per_step,
             "trainable_params": sum(p.numel() for p in state.model.parameters() if p.requires_grad),
             "resumed_from_step": start.position["step"] if start.checkpoint is not None else None,
             "method": cfg.method, "forget_start_layer": cfg.forget.start_layer,
-            "packed_rows": state.packing_costs is not None}
+            "packed_rows": state.packing_costs is not None, "sharding": cfg.sharding,
+            "resident_bytes_per_process": resident}
 
 
 def _start_point(state: TrainState, phases: list[Phase], resume_from: Path | None) -> StartPoint:
@@ -188,7 +203,7 @@ def _start_point(state: TrainState, phases: list[Phase], resume_from: Path | Non
         if forget.from_model:
             state.log.add({"step": 0, "event": "forget_reset", "forget_start_layer": forget.start_layer})
         return StartPoint(0, {"phase": phases[0].number, "epoch": 0, "batch": 0, "step": 0})
-    ckpt_io.load_weights(resume_from, state.model)
+    ckpt_io.load_weights(resume_from, state.model, state.accelerator.is_main_process if state.sharded else None)
     ckpt_io.load_rng(resume_from, state.accelerator.process_index)
     position = ckpt_io.read_position(resume_from)
     k = next(k for k, phase in enumerate(phases) if phase.number == position["phase"])
@@ -199,14 +214,16 @@ def _start_point(state: TrainState, phases: list[Phase], resume_from: Path | Non
 
 def _prepare_loss(state: TrainState) -> None:
     """The loss module, and whether micro-batches may be packed (checked once per model)."""
-    plain_loss = causal_lm_loss_module(state.model)
+    plain_loss = state.loss_module if state.sharded else causal_lm_loss_module(state.model)
     if state.cfg.pack_rows:
         if packing_matches_padding(plain_loss, state.rows, state.tokenizer.pad_token_id, state.accelerator.device):
             state.packing_costs = attention_costs(state.model)
         elif state.accelerator.is_main_process:
             print(f"factlearn: {type(state.model).__name__} does not keep packed rows apart; training on padded "
                   "batches (set pack_rows=false to silence this)", flush=True)
-    state.loss_module = state.accelerator.prepare(plain_loss)
+    if state.sharded:  # the FSDP2 root keeps its weights gathered after a forward with no backward
+        plain_loss.reshard()
+    state.loss_module = plain_loss if state.sharded else state.accelerator.prepare(plain_loss)
 
 
 def _train_phase(state: TrainState, phase: Phase, progress, resumed: StartPoint | None) -> None:
@@ -217,12 +234,15 @@ def _train_phase(state: TrainState, phase: Phase, progress, resumed: StartPoint 
     cfg, accelerator = state.cfg, state.accelerator
     if phase.after_reset and cfg.forget.at_epoch is not None and resumed is None:
         _forget_now(state)
-    optimizer = accelerator.prepare(make_optimizer(cfg, state.model))
+    optimizer = make_optimizer(cfg, state.model)
+    if not state.sharded:
+        optimizer = accelerator.prepare(optimizer)
     scheduler = make_scheduler(cfg.lr_scheduler, optimizer,
                                state.epoch_steps * (phase.end_epoch - phase.first_epoch), cfg.warmup_ratio)
     first_epoch, first_batch = phase.first_epoch, 0
     if resumed is not None:
-        ckpt_io.load_optimizer_and_scheduler(resumed.checkpoint, optimizer, scheduler)
+        ckpt_io.load_optimizer_and_scheduler(resumed.checkpoint, optimizer, scheduler,
+                                             state.model if state.sharded else None, accelerator.is_main_process)
         first_epoch, first_batch = resumed.position["epoch"], resumed.position["batch"]
     for epoch in range(first_epoch, phase.end_epoch):
         batches = epoch_batches(state.lengths, state.rows_per_step, cfg.seed, epoch, cfg.bucket_by_length)
@@ -241,14 +261,15 @@ def _train_phase(state: TrainState, phase: Phase, progress, resumed: StartPoint 
             progress.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:.0f}")
             _report_progress(state)
             if state.eval_hook and cfg.eval_every and state.step % cfg.eval_every == 0:
-                run_eval(state.eval_hook, accelerator, state.model, state.tokenizer, state.step, state.log)
+                _eval(state)
             if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.step < state.total_steps:
                 epoch_done = b + 1 == len(batches)
                 position = {"phase": phase.number, "epoch": epoch + epoch_done, "batch": 0 if epoch_done else b + 1}
                 ckpt_io.save_checkpoint(Path(cfg.save), state.step, state.model, optimizer, scheduler, position,
-                                        state.log.rows, state.config_yaml, accelerator)
+                                        state.log.rows, state.config_yaml, accelerator, state.sharded)
                 if accelerator.is_main_process:
                     ckpt_io.prune_checkpoints(Path(cfg.save), cfg.keep_checkpoints)
+    state.resident_bytes = fsdp.resident_bytes(state.model, getattr(optimizer, "optimizer", optimizer))
 
 
 def _train_step(state: TrainState, optimizer, batch: list[int]) -> float:
@@ -269,13 +290,16 @@ def _train_step(state: TrainState, optimizer, batch: list[int]) -> float:
             inputs = {"input_ids": ids, "attention_mask": mask}
         inputs = {k: v.to(accelerator.device) for k, v in inputs.items()}
         last_micro = i == len(micros) - 1  # DDP syncs gradients on this backward only
-        with contextlib.nullcontext() if last_micro else accelerator.no_sync(loss_module):
+        # FSDP2 reduce-scatters every backward: skipping it would keep whole unsharded gradients.
+        with contextlib.nullcontext() if last_micro or state.sharded else accelerator.no_sync(loss_module):
             loss_sum = loss_module(**inputs) * micro.weight
             # DDP averages gradients over processes, so scale by `world` to get sum / global tokens.
             accelerator.backward(loss_sum * (world / denom))
         accelerator.unwrap_model(loss_module).add_lookup_grads()
         local_sum += loss_sum.detach()
-    if state.cfg.max_grad_norm > 0:
+    if state.cfg.max_grad_norm > 0 and state.sharded:
+        fsdp.clip_grad_norm_(loss_module.parameters(), state.cfg.max_grad_norm)
+    elif state.cfg.max_grad_norm > 0:
         accelerator.clip_grad_norm_(loss_module.parameters(), state.cfg.max_grad_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
@@ -291,6 +315,18 @@ def _forget_now(state: TrainState) -> None:
     else:
         forgetting.reset_full_layers(state.model, state.pretrained_upper, start)
     state.log.add({"step": state.step, "event": "forget_reset", "forget_start_layer": start})
+
+
+def _eval(state: TrainState) -> None:
+    """Eval-in-the-loop; sharded: every process gathers, the main one evaluates a plain copy."""
+    accelerator, copy_for_eval = state.accelerator, None
+    if state.sharded:
+        import torch
+
+        dtype = torch.bfloat16 if accelerator.mixed_precision == "bf16" else None  # the training compute dtype
+        copy_for_eval = lambda: fsdp.plain_copy(state.cfg, state.model, accelerator.is_main_process,  # noqa: E731
+                                               accelerator.device, dtype)
+    run_eval(state.eval_hook, accelerator, state.model, state.tokenizer, state.step, state.log, copy_for_eval)
 
 
 def _report_progress(state: TrainState) -> None:
