@@ -20,12 +20,14 @@ PEERS = ("original", "packed")
 
 
 def hf_trainer_run(model, tokenizer, rows: list[list[int]], peer: str, out_dir: str | Path, *, batch: int,
-                   lr: float, seed: int, bf16: bool, use_cpu: bool) -> dict:
+                   lr: float, seed: int, bf16: bool, use_cpu: bool, deadline: float | None = None) -> dict:
     """Train `model` one epoch over `rows` with HF Trainer as `peer` configures it.
+
+    `deadline` (a time.perf_counter() value): stop after the step that passes it (at least two steps).
 
     Returns {"seconds": the train() call, "losses": logged per step, "step_seconds": per step}.
     """
-    from transformers import (DataCollatorForLanguageModeling, DataCollatorWithFlattening, Trainer,
+    from transformers import (DataCollatorForLanguageModeling, DataCollatorWithFlattening, PrinterCallback, Trainer,
                               TrainerCallback, TrainingArguments)
 
     if peer not in PEERS:
@@ -44,11 +46,15 @@ def hf_trainer_run(model, tokenizer, rows: list[list[int]], peer: str, out_dir: 
         def on_step_begin(self, *a, **k):
             stamps.append(time.perf_counter())
 
-        def on_step_end(self, *a, **k):
+        def on_step_end(self, args, state, control, **k):
             stamps.append(time.perf_counter())
+            if deadline is not None and stamps[-1] > deadline and len(stamps) >= 4:
+                control.should_training_stop = True
+            return control
 
     trainer = Trainer(model=model, args=args, train_dataset=[{"input_ids": r} for r in rows],
                       data_collator=collator, callbacks=[StepTimer()])
+    trainer.remove_callback(PrinterCallback)  # one dict per step on stdout; the caller reports
     t0 = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - t0
