@@ -44,6 +44,7 @@ class Cell:
     labels: dict = field(default_factory=dict, compare=False)
     deps: tuple[str, ...] = ()  # keys of upstream cells, also inside spec
     est_seconds: float = 1.0
+    est_memory: float = 0.0  # predicted peak bytes on one device (estimate.py)
 
     @property
     def key(self) -> str:

@@ -22,14 +22,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="run profile name (default, paper) or a run config .yaml (default: default)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="config overrides, e.g. seeds=[1,2,3] 'models=[smollm2-135m]' methods=[full,lora] "
-                        "eval_limit=20 analyses=[probe] recipes.full.overrides=[epochs=5]")
+                        "eval_limit=20 analyses=[probe] recipes.full.overrides=[epochs=5]; cells at once: "
+                        "workers=N (processes sharing the CPU), devices=[0,1] or devices=all (one cell per GPU)")
     p.add_argument("--out", default=None, metavar="DIR", help="run folder (default: the config's `out`, else runs/<profile>)")
+    p.add_argument("--plan", nargs="*", default=None, metavar="key=value",
+                   help="print every cell with its predicted time and peak memory per device and whether it fits, "
+                        "then stop: nothing is computed or written, and a model folder needs only its config.json. "
+                        "Cost another machine with hardware.gpus=8 hardware.gpu_memory_gb=80 "
+                        "hardware.sharding=fsdp2 (and hardware.tflops=<effective TFLOP/s per GPU>); overrides may "
+                        "follow --plan")
     p.set_defaults(func=run_command)
 
 
 def _profile_and_overrides(args) -> tuple[str, list[str]]:
     """`factlearn run seeds=[1,2]` puts the override in the profile slot; move it back."""
-    profile, overrides = args.profile, list(args.overrides)
+    profile, overrides = args.profile, list(args.overrides) + list(args.plan or [])
     if "=" in profile:
         overrides.insert(0, profile)
         profile = "default"
@@ -50,6 +57,14 @@ def run_command(args) -> int:
     name = Path(profile).stem if profile.endswith((".yaml", ".yml")) else profile
     run_dir = Path(args.out or cfg.out or Path("runs") / name)
     check_output_path(run_dir, folder=True)
+    if args.plan is not None:
+        from factlearn.run.preview import render
+        from factlearn.run.workers import worker_slots
+
+        plan = plan_grid(cfg, config_only=True)
+        worker_slots(cfg, len(plan.cells))  # the same checks of workers/devices as a run
+        print(render(plan, name, run_dir))
+        return 0
     console = Console(file=sys.stderr)
     console.print(f"factlearn run: planning {name} grid in {run_dir}", highlight=False)
     plan = plan_grid(cfg)  # read-only: a bad model or config fails here, before the folder is touched

@@ -8,7 +8,7 @@ CPU-sized one without copying their keys here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from factlearn.data.schema import CLOZE_CONFIGS, CORPUS_CONFIGS, EVAL_CONFIGS
 from factlearn.errors import UserError
@@ -16,6 +16,7 @@ from factlearn.report.tables import TABLE_ORDER
 from factlearn.train.config import METHODS
 
 ANALYSES = ("probe", "ablate", "curves")
+SHARDINGS = ("none", "fsdp2")
 
 
 @dataclass
@@ -49,6 +50,17 @@ class AblationOptions:
 
 
 @dataclass
+class HardwareOptions:
+    """The machine `factlearn run --plan` costs the grid for; null keys mean this machine. Planning only:
+    a run executes on the machine it is on (choose its GPUs with `devices`, its processes with `workers`)."""
+
+    gpus: Optional[int] = None  # number of GPUs
+    gpu_memory_gb: Optional[float] = None  # memory of one GPU, in GB (1e9 bytes), e.g. 80
+    sharding: str = "none"  # none: each cell on one device; fsdp2: a training cell sharded over all GPUs
+    tflops: Optional[float] = None  # effective TFLOP/s of one device (None -> estimate.py's rate)
+
+
+@dataclass
 class RunConfig:
     """One experiment grid. Every cell's cache key derives from the parts of this that it uses."""
 
@@ -78,6 +90,10 @@ class RunConfig:
     world_seed: int = 0
     data_source: Optional[str] = None
     device: str = "auto"
+    # Cells run at once, each in its own process (run/workers.py); None -> one per entry of `devices`, else 1.
+    workers: Optional[int] = None
+    devices: Any = None  # GPUs that run cells, one cell per GPU at a time: null (just `device`), all, or [0,1,...]
+    hardware: HardwareOptions = field(default_factory=HardwareOptions)
     out: Optional[str] = None  # run folder; None -> runs/<profile>
 
     def limit_for(self, task: str) -> Optional[int]:
@@ -133,6 +149,29 @@ class RunConfig:
             raise UserError(f"ablation.ks must be >= 0, got {self.ablation.ks}")
         if self.ablation.points < 2:
             raise UserError(f"ablation.points must be >= 2, got {self.ablation.points}")
+        self._check_parallel()
+
+    def _check_parallel(self) -> None:
+        """workers, devices and hardware: shapes and ranges (that a device exists is checked at run time)."""
+        if self.workers is not None and self.workers < 1:
+            raise UserError(f"workers must be >= 1 (processes running cells at once), got {self.workers}")
+        devices = self.devices
+        if devices is not None and devices != "all":
+            if not isinstance(devices, list) or not devices or not all(
+                    isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in devices):
+                raise UserError(f"devices must be all, or a list of GPU indexes such as [0,1], got {devices}")
+            if len(set(devices)) != len(devices):
+                raise UserError(f"devices {devices} has duplicates; list each GPU once")
+        if devices is not None and self.device not in ("auto", "cuda"):
+            raise UserError(f"devices={devices} runs cells on GPUs but device={self.device}; set device=auto "
+                            "or drop devices (workers=N runs cells in parallel on the CPU)")
+        hw = self.hardware
+        if hw.sharding not in SHARDINGS:
+            raise UserError(f"hardware.sharding must be one of {', '.join(SHARDINGS)}, got {hw.sharding}")
+        for key, value in (("hardware.gpus", hw.gpus), ("hardware.gpu_memory_gb", hw.gpu_memory_gb),
+                           ("hardware.tflops", hw.tflops)):
+            if value is not None and value <= 0:
+                raise UserError(f"{key} must be > 0 or null (this machine), got {value}")
 
 
 def _need_subset(key: str, values: list[str], allowed: tuple[str, ...], allow_empty: bool = False) -> None:

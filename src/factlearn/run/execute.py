@@ -35,10 +35,12 @@ def write_curve_log(own_log: Path, out: Path, first_pass_log: Path | None) -> Pa
 class CellExecutor:
     """Runs cells of one GridPlan; `log` receives short status lines for the progress display."""
 
-    def __init__(self, plan: GridPlan, store: CellStore, log: Callable[[str], None] = lambda _: None):
+    def __init__(self, plan: GridPlan, store: CellStore, log: Callable[[str], None] = lambda _: None,
+                 on_train_progress: Callable[[int, int], None] | None = None):
         self.plan = plan
         self.store = store
         self.log = log
+        self.on_train_progress = on_train_progress  # also told (steps done, total): a worker's parent
         self._loaded: tuple[str, Any] | None = None  # (model location, (model, tokenizer))
         self._live: tuple[int, int] | None = None  # (optimizer steps done, total) of the running train cell
 
@@ -48,6 +50,8 @@ class CellExecutor:
 
     def _on_train_progress(self, done: int, total: int) -> None:
         self._live = (done, total)
+        if self.on_train_progress is not None:
+            self.on_train_progress(done, total)
 
     def run(self, cell: Cell, folder: Path) -> dict:
         return getattr(self, f"_run_{cell.kind}")(cell, folder)

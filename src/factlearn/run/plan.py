@@ -4,6 +4,7 @@ For each model: evaluate and probe the base model; for each method x seed, train
 on the forgetting corpora with active forgetting), then evaluate all tasks, probe, and ablate the
 ablation corpora. Planning is cheap and deterministic (it builds the world and reads model configs,
 no weights) and writes nothing; runner.execute_plan skips every cell whose key has a finished folder.
+Each cell carries its predicted seconds and peak memory per device (estimate.py) on the plan's hardware.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from factlearn.atomic import atomic_write_json, atomic_write_jsonl
 from factlearn.config import to_dict
 from factlearn.errors import UserError
-from factlearn.run import estimate
+from factlearn.run import estimate, sizing
 from factlearn.run.cells import Cell, stable_hash, topological
 from factlearn.run.config import RunConfig
 from factlearn.train.config import TrainConfig, default_forget_start_layer
@@ -59,6 +60,8 @@ class GridPlan:
     cells: list[Cell]
     # train cell key -> its TrainConfig; forgetting cells get forget.from_model at execution (with_first_pass)
     train_cfgs: dict[str, TrainConfig] = field(default_factory=dict)
+    hardware: estimate.Hardware | None = None  # what est_seconds / est_memory are costed for
+    estimated_tokens: list[str] = field(default_factory=list)  # models counted as characters/4 (no tokenizer)
 
 
 def condition_of(corpus: str, forgetting: bool) -> str:
@@ -91,11 +94,18 @@ def save_run_world(world: RunWorld, run_dir: Path) -> Path:
     return folder
 
 
-def resolve_base_model(spec: str) -> BaseModel:
-    """Resolve a model spec and fingerprint its weights (size + mtime), so replaced weights invalidate."""
+def resolve_base_model(spec: str, config_only: bool = False) -> BaseModel:
+    """Resolve a model spec and fingerprint its weights (size + mtime), so replaced weights invalidate.
+
+    `config_only` (for --plan): the model's config.json is enough, weights need not exist."""
     from factlearn.models import WEIGHT_FILES, resolve_model_path
 
-    path = resolve_model_path(spec)
+    if config_only:
+        path, config = sizing.read_model_config(spec)
+        size = estimate.size_from_config(config)
+    else:
+        path = resolve_model_path(spec)
+        size = estimate.model_size(path)
     folder = Path(path)
     files = {}
     if folder.is_dir():
@@ -105,7 +115,7 @@ def resolve_base_model(spec: str) -> BaseModel:
                 files[name] = [st.st_size, st.st_mtime_ns]
     identity = {"spec": spec, "path": str(path), "files": files}
     display = spec if not Path(spec).exists() else Path(spec).name
-    return BaseModel(spec=spec, path=str(path), identity=identity, size=estimate.model_size(path), display=display)
+    return BaseModel(spec=spec, path=str(path), identity=identity, size=size, display=display)
 
 
 def forget_start_layer(cfg: RunConfig, num_layers: int) -> int:
@@ -128,33 +138,6 @@ def ablation_ks(cfg: RunConfig, num_layers: int) -> list[int]:
         return sorted(set(cfg.ablation.ks))
     points = min(cfg.ablation.points, num_layers + 1)
     return sorted({round(i * num_layers / (points - 1)) for i in range(points)})
-
-
-def _eval_items(cfg: RunConfig, data, tokenizer, tasks: list[str], limit) -> dict:
-    """Per task: (items evaluated, tokens in one few-shot context, scored without generating), for estimates.
-
-    `limit`: one limit for every task, or a function task name -> limit."""
-    from factlearn.evaluate.tasks import CLOZE, GENERATE, get_tasks
-
-    items = {}
-    for task in get_tasks(tasks):
-        rows = data[task.config]
-        task_limit = limit(task.name) if callable(limit) else limit
-        n = len(rows) if task_limit is None else min(task_limit, len(rows))
-        if task.kind == CLOZE:  # one scored continuation per choice
-            n *= len(rows[0]["choices"])
-        sample = rows.select(range(min(len(rows), 8))).to_list()
-        texts = [str(r["question"]) + " " + " ".join(map(str, r.get("choices") or [])) + str(r["answer"]) for r in sample]
-        per_item = sum(len(tokenizer(t)["input_ids"]) + 8 for t in texts) / max(len(texts), 1)
-        items[task.name] = (n, per_item * (cfg.num_fewshot + 1), task.kind != GENERATE)
-    return items
-
-
-def _corpus_tokens(world: RunWorld, corpus: str, tokenizer) -> tuple[int, float]:
-    rows = world.data[corpus]["text"]
-    sample = rows[:: max(1, len(rows) // 64)]
-    mean = sum(len(tokenizer(t)["input_ids"]) for t in sample) / max(len(sample), 1)
-    return len(rows), mean + 1
 
 
 def build_train_config(cfg: RunConfig, method: str, base: BaseModel, corpus: str, seed: int,
@@ -247,15 +230,18 @@ def check_world_fits(cfg: RunConfig, world: RunWorld) -> None:
                     f"{have}; set {fix}")
 
 
-def plan_grid(cfg: RunConfig, world: RunWorld | None = None) -> GridPlan:
-    """All cells of the grid, in execution order, with cost predictions. Reads only; writes nothing."""
-    from factlearn.models import load_tokenizer, pick_device
+def plan_grid(cfg: RunConfig, world: RunWorld | None = None, config_only: bool = False) -> GridPlan:
+    """All cells of the grid, in execution order, with cost predictions. Reads only; writes nothing.
+
+    `config_only` (for --plan): models need only their config.json; without a tokenizer, tokens are
+    estimated from characters."""
+    from factlearn.run.workers import worker_count
 
     world = world or make_run_world(cfg)
     cfg = available_in_world(cfg, world)
     check_world_fits(cfg, world)
-    device = pick_device(cfg.device)
-    plan = GridPlan(cfg=cfg, world=world, models={}, cells=[])
+    device = sizing.plan_hardware(cfg, worker_count(cfg))
+    plan = GridPlan(cfg=cfg, world=world, models={}, cells=[], hardware=device)
     limits = {t: cfg.limit_for(t) for t in cfg.tasks}
     eval_spec = {"tasks": list(cfg.tasks), "num_fewshot": cfg.num_fewshot,
                  "limit": cfg.eval_limit if len(set(limits.values())) <= 1 else limits}
@@ -264,15 +250,19 @@ def plan_grid(cfg: RunConfig, world: RunWorld | None = None) -> GridPlan:
     control_tasks = _control_tasks(cfg)
     probe_spec = {"templates": probe_templates(cfg.data_source)} if "probe" in cfg.analyses else {}
     for spec in cfg.models:
-        base = resolve_base_model(spec)
+        base = resolve_base_model(spec, config_only)
         plan.models[spec] = base
-        tokenizer = load_tokenizer(base.path)
-        items = _eval_items(cfg, world.data, tokenizer, list(cfg.tasks), cfg.limit_for)
+        tokenizer, exact = sizing.token_counter(base.path, config_only)
+        if not exact:
+            plan.estimated_tokens.append(spec)
+        items = sizing.eval_items(cfg, world.data, tokenizer, list(cfg.tasks), cfg.limit_for)
         eval_cost = estimate.eval_seconds(base.size, items, cfg.eval_batch_size, device)
+        eval_memory = estimate.eval_peak_bytes(base.size, device, batch_size=cfg.eval_batch_size,
+                                               ctx_tokens=max((c for _, c, _ in items.values()), default=0))
         n = len(world.data["Facts"]) // 2  # probes: 2n facts x ~3.5 templates x (n tails + 1 negated) prompts
         probe_cost = estimate.eval_seconds(base.size, {"probe": (int(2 * n * 3.5 * (n + 1)), 20.0, True)},
                                            cfg.eval_batch_size, device)
-        abl_items = _eval_items(cfg, world.data, tokenizer, list(cfg.ablation.tasks), cfg.ablation.limit)
+        abl_items = sizing.eval_items(cfg, world.data, tokenizer, list(cfg.ablation.tasks), cfg.ablation.limit)
         ks = ablation_ks(cfg, base.size.num_layers)
         abl_cost = (2 * len(ks) + 2) * (
             estimate.eval_seconds(base.size, abl_items, cfg.eval_batch_size, device) - base.size.load_seconds) \
@@ -281,28 +271,37 @@ def plan_grid(cfg: RunConfig, world: RunWorld | None = None) -> GridPlan:
         abl = {"tasks": list(cfg.ablation.tasks), "limit": cfg.ablation.limit, "ks": ks,
                "num_fewshot": cfg.num_fewshot}
 
-        def downstream(model_id: dict, labels: dict, train_cell: Cell | None) -> None:
+        def downstream(model_id: dict, labels: dict, train_cell: Cell | None, adapter: float = 0.0) -> None:
             deps = () if train_cell is None else (train_cell.key,)
             plan.cells.append(Cell("eval", {"model": model_id, "eval": eval_spec, "data": world.spec},
-                                   labels, deps, est_seconds=eval_cost))
+                                   labels, deps, est_seconds=eval_cost,
+                                   est_memory=eval_memory + adapter * (2 if device.kind == "cuda" else 4)))
             if "probe" in cfg.analyses:
                 plan.cells.append(Cell("probe", {"model": model_id, "data": world.spec, "probe": probe_spec},
-                                       labels, deps, est_seconds=probe_cost))
+                                       labels, deps, est_seconds=probe_cost, est_memory=estimate.eval_peak_bytes(
+                                           base.size, device, batch_size=cfg.eval_batch_size, ctx_tokens=20,
+                                           extra_params=adapter)))
             if ("ablate" in cfg.analyses and train_cell is not None and labels["corpus"] in cfg.ablation.corpora
                     and labels["forget_start_layer"] is None):
+                memory = estimate.eval_peak_bytes(base.size, device, batch_size=cfg.eval_batch_size,
+                                                  ctx_tokens=max((c for _, c, _ in abl_items.values()), default=0),
+                                                  copies=1 if adapter else 3, extra_params=adapter)
                 plan.cells.append(Cell("ablate", {"model": model_id, "base": base.identity, "ablation": abl,
-                                                  "data": world.spec}, labels, deps, est_seconds=abl_cost))
+                                                  "data": world.spec}, labels, deps, est_seconds=abl_cost,
+                                       est_memory=memory))
 
         base_labels = {"model": base.display, "method": "base", "condition": "base", "corpus": None, "seed": None,
                        "forget_start_layer": None}
         if control_tasks:
             from factlearn.evaluate.control import control_data
 
-            control_cost = estimate.eval_seconds(
-                base.size, _eval_items(cfg, control_data(), tokenizer, control_tasks, None), cfg.eval_batch_size, device)
+            control_items = sizing.eval_items(cfg, control_data(), tokenizer, control_tasks, None)
+            control_cost = estimate.eval_seconds(base.size, control_items, cfg.eval_batch_size, device)
+            control_memory = estimate.eval_peak_bytes(base.size, device, batch_size=cfg.eval_batch_size,
+                                                      ctx_tokens=max(c for _, c, _ in control_items.values()))
             plan.cells.append(Cell("control", {"model": base.identity, "control": {
                 "tasks": control_tasks, "num_fewshot": cfg.num_fewshot, "shots": cfg.shots, "level": cfg.ci_level}},
-                {**base_labels, "condition": "control"}, (), est_seconds=control_cost))
+                {**base_labels, "condition": "control"}, (), est_seconds=control_cost, est_memory=control_memory))
         downstream(base.identity, base_labels, None)
         for method in cfg.methods:
             for seed in cfg.seeds:
@@ -316,20 +315,30 @@ def plan_grid(cfg: RunConfig, world: RunWorld | None = None) -> GridPlan:
                     condition = condition_of(corpus, forget_layer is not None)
                     labels = {"model": base.display, "method": method, "condition": condition, "corpus": corpus,
                               "seed": seed, "forget_start_layer": forget_layer}
-                    rows, mean_tokens = _corpus_tokens(world, corpus, tokenizer)
-                    size = base.size if method == "full" else estimate.ModelSize(base.size.params * 0.75,
-                                                                                 base.size.num_layers)
+                    rows, mean_tokens, longest = sizing.corpus_tokens(world, corpus, tokenizer)
+                    # LoRA skips the frozen weights' gradients: about a quarter less compute
+                    size = base.size if method == "full" else dataclasses.replace(base.size,
+                                                                                  params=base.size.params * 0.75)
                     cost = estimate.train_seconds(size, rows, mean_tokens, float(train_cfg.epochs),
                                                   int(train_cfg.batch_size * train_cfg.grad_accum), 1, device)
+                    adapter = 0.0 if method == "full" else estimate.lora_params(
+                        base.size, train_cfg.lora.r, list(train_cfg.lora.target_modules))
+                    memory = estimate.train_peak_bytes(
+                        base.size, device, trainable=adapter if method != "full" else None,
+                        autocast=device.kind == "cuda" and train_cfg.dtype in ("auto", "bf16", "bfloat16", "fp16",
+                                                                               "float16"),
+                        micro_rows=train_cfg.batch_size, row_tokens=min(longest, train_cfg.max_length),
+                        checkpointing=train_cfg.gradient_checkpointing)
                     spec = {"train": _train_spec(train_cfg), "base": base.identity, "data": world.spec}
                     if first is not None:
                         spec["first_pass"] = first.key
-                    cell = Cell("train", spec, labels, deps=(first.key,) if first else (), est_seconds=cost)
+                    cell = Cell("train", spec, labels, deps=(first.key,) if first else (), est_seconds=cost,
+                                est_memory=memory)
                     plan.train_cfgs[cell.key] = train_cfg
                     plan.cells.append(cell)
                     if forget_layer is None:
                         first_passes[corpus] = cell
-                    downstream({"trained": cell.key}, labels, cell)
+                    downstream({"trained": cell.key}, labels, cell, adapter)
     plan.cells = list(topological(plan.cells))
     return plan
 

@@ -21,15 +21,21 @@ from factlearn.run.cells import Cell
 
 
 class Estimator:
-    """Time-left bookkeeping over a list of cells with predicted costs."""
+    """Time-left bookkeeping over a list of cells with predicted costs, some of them running at once."""
 
-    def __init__(self, cells: list[Cell], live: Callable[[], tuple[int, int] | None] | None = None):
-        self.live = live  # (units done, total) of the running cell when it can tell, e.g. training steps
+    def __init__(self, cells: list[Cell], live: Callable[[Cell], tuple[int, int] | None] | None = None,
+                 workers: int = 1):
+        self.live = live  # (units done, total) of a running cell when it can tell, e.g. training steps
+        self.workers = max(workers, 1)  # cells computed at once: the work left is shared among them
         self.pending = {c.key: c for c in cells}
         self.predicted = defaultdict(float)  # kind -> predicted seconds of finished cells
         self.measured = defaultdict(float)  # kind -> measured seconds of finished cells
-        self.current: Cell | None = None
-        self.current_started = 0.0
+        self.running: dict[str, tuple[Cell, float]] = {}  # key -> (cell, start time)
+
+    @property
+    def current(self) -> Cell | None:
+        """The most recently started running cell."""
+        return next(reversed(self.running.values()))[0] if self.running else None
 
     def ratio(self, kind: str) -> float:
         """Measured / predicted for finished cells of `kind`; all kinds pooled before any of it ran."""
@@ -39,29 +45,29 @@ class Estimator:
         return sum(self.measured.values()) / total_pred if total_pred > 0 else 1.0
 
     def start(self, cell: Cell) -> None:
-        self.current, self.current_started = cell, time.time()
+        self.running[cell.key] = (cell, time.time())
 
     def finish(self, cell: Cell, seconds: float | None) -> None:
         """Record a finished cell; `seconds=None` means it was reused from the cache (no evidence)."""
         self.pending.pop(cell.key, None)
+        self.running.pop(cell.key, None)
         if seconds is not None:
             self.predicted[cell.kind] += cell.est_seconds
             self.measured[cell.kind] += seconds
-        self.current = None
 
     def seconds_left(self) -> float:
         left = 0.0
         for cell in self.pending.values():
             expected = cell.est_seconds * self.ratio(cell.kind)
-            if self.current is not None and cell.key == self.current.key:
-                elapsed = time.time() - self.current_started
-                done = self.live() if self.live else None
+            if cell.key in self.running:
+                elapsed = time.time() - self.running[cell.key][1]
+                done = self.live(cell) if self.live else None
                 if done and done[0] >= 3 and done[1] > 0:  # measured pace of this very cell
                     expected = elapsed * (done[1] - done[0]) / done[0]
                 else:
                     expected = max(expected - elapsed, 0.05 * expected)
             left += expected
-        return left
+        return left / self.workers
 
 
 class DetailColumn(ProgressColumn):
@@ -72,7 +78,8 @@ class DetailColumn(ProgressColumn):
         self.estimator = estimator
 
     def render(self, task) -> Text:
-        done = self.estimator.live() if self.estimator.live and self.estimator.current else None
+        current = self.estimator.current
+        done = self.estimator.live(current) if self.estimator.live and current else None
         return Text(f"step {done[0]}/{done[1]}" if done else "", style="magenta")
 
 
@@ -104,9 +111,9 @@ class RunProgress:
     """The run's progress bar plus one log line per finished cell (visible in logs and CI, too)."""
 
     def __init__(self, cells: list[Cell], console: Console | None = None,
-                 live: Callable[[], tuple[int, int] | None] | None = None):
+                 live: Callable[[Cell], tuple[int, int] | None] | None = None, workers: int = 1):
         self.console = console or Console(file=sys.stderr)
-        self.estimator = Estimator(cells, live)
+        self.estimator = Estimator(cells, live, workers)
         self.total = sum(c.est_seconds for c in cells) or 1.0
         self.count = len(cells)
         self.done = 0
@@ -127,11 +134,19 @@ class RunProgress:
 
     def start(self, cell: Cell) -> None:
         self.estimator.start(cell)
-        self.progress.update(self.task_id, description=cell.title)
+        self._describe()
+
+    def _describe(self) -> None:
+        """The newest running cell's title, `(+k running)` when others run alongside it."""
+        current, others = self.estimator.current, len(self.estimator.running) - 1
+        if current is not None:
+            more = f" (+{others} running)" if others > 0 else ""
+            self.progress.update(self.task_id, description=current.title + more)
 
     def finish(self, cell: Cell, seconds: float | None) -> None:
         """Advance past `cell`; `seconds=None` means it was reused from an earlier run."""
         self.estimator.finish(cell, seconds)
+        self._describe()
         self.done += 1
         self.progress.update(self.task_id, advance=cell.est_seconds, counter=f"{self.done}/{self.count}")
         how = "reused" if seconds is None else f"{format_seconds(seconds)} (predicted {format_seconds(cell.est_seconds)})"

@@ -17,6 +17,7 @@ from rich.console import Console
 
 from factlearn.atomic import atomic_write_json
 from factlearn.config import save_config, to_dict
+from factlearn.errors import UserError
 from factlearn.run.cells import CellStore
 from factlearn.run.plan import GridPlan, save_run_world
 from factlearn.run.progress import RunProgress
@@ -47,37 +48,50 @@ def write_plan(plan: GridPlan, run_dir: Path) -> Path:
     })
 
 
+def check_runs_here(cfg) -> None:
+    """`hardware.*` costs a grid for another machine (--plan); a run always uses this one."""
+    from factlearn.run.config import HardwareOptions
+
+    if cfg.hardware != HardwareOptions():
+        raise UserError("hardware.* describes the machine that `factlearn run --plan` costs the grid for; a run "
+                        "uses this machine: drop hardware.* (choose GPUs with devices=[...], processes with "
+                        "workers=N)")
+
+
 def execute_plan(plan: GridPlan, run_dir: str | Path, console: Console | None = None,
                  profile: str | None = None) -> RunOutcome:
-    """Run every unfinished cell of `plan` (from run.plan.plan_grid) in `run_dir`, then (re)write the report."""
+    """Run every unfinished cell of `plan` (from run.plan.plan_grid) in `run_dir`, then (re)write the report.
+
+    With `workers`/`devices` in the run config the cells run in worker processes (run/workers.py);
+    otherwise one after another in this process. Either way only this process writes the run's files."""
     from factlearn.report.build import build_report
     from factlearn.run.execute import CellExecutor
+    from factlearn.run.workers import worker_slots
 
     # A fixed file, not "whatever sys.stderr is": training redirects sys.stderr while it runs.
     console = console or Console(file=sys.stderr)
     run_dir = Path(run_dir)
+    check_runs_here(plan.cfg)
+    slots = worker_slots(plan.cfg, len(plan.cells))  # bad workers/devices fail here, before anything is written
     started = time.time()
     outcome = RunOutcome(run_dir=run_dir)
     store = CellStore(run_dir)
+    executor = None if slots else CellExecutor(plan, store)
+    live: dict[str, tuple[int, int]] = {}  # workers' running train cells: (steps done, total)
+
+    def live_of(cell) -> tuple[int, int] | None:
+        return executor.live_fraction() if executor is not None else live.get(cell.key)
+
     with store.lock():
         store.remove_stale_temps()
         save_config(plan.cfg, run_dir / "run_config.yaml")
         save_run_world(plan.world, run_dir)
         write_plan(plan, run_dir)
-        executor = CellExecutor(plan, store)
-        with RunProgress(plan.cells, console=console, live=executor.live_fraction) as progress:
-            executor.log = lambda text: progress.stage(text)
-            for cell in plan.cells:
-                if store.is_done(cell.key):
-                    outcome.reused.append(cell.key)
-                    progress.finish(cell, None)
-                    continue
-                progress.start(cell)
-                t0 = time.time()
-                store.execute(cell, lambda folder, c=cell: executor.run(c, folder))
-                outcome.executed.append(cell.key)
-                progress.finish(cell, time.time() - t0)
-            executor.close()
+        with RunProgress(plan.cells, console=console, live=live_of, workers=len(slots) or 1) as progress:
+            if executor is not None:
+                _run_here(plan, store, executor, progress, outcome)
+            else:
+                _run_in_workers(plan, store, slots, progress, outcome, live)
             progress.stage("writing report")
             outcome.seconds = time.time() - started
             atomic_write_json(run_dir / INVOCATION_FILE, {
@@ -85,3 +99,43 @@ def execute_plan(plan: GridPlan, run_dir: str | Path, console: Console | None = 
                 "executed": outcome.executed, "reused": outcome.reused})
             build_report(run_dir)
     return outcome
+
+
+def _run_here(plan: GridPlan, store: CellStore, executor, progress: RunProgress, outcome: RunOutcome) -> None:
+    """The sequential loop: each unfinished cell in plan order, in this process."""
+    executor.log = lambda text: progress.stage(text)
+    for cell in plan.cells:
+        if store.is_done(cell.key):
+            outcome.reused.append(cell.key)
+            progress.finish(cell, None)
+            continue
+        progress.start(cell)
+        t0 = time.time()
+        store.execute(cell, lambda folder, c=cell: executor.run(c, folder))
+        outcome.executed.append(cell.key)
+        progress.finish(cell, time.time() - t0)
+    executor.close()
+
+
+def _run_in_workers(plan: GridPlan, store: CellStore, slots, progress: RunProgress, outcome: RunOutcome,
+                    live: dict) -> None:
+    """The unfinished cells on worker processes, each as soon as its upstream cells are finished."""
+    from factlearn.run.workers import plan_payload, run_parallel
+
+    progress.console.print(f"running cells on {len(slots)} workers: " + ", ".join(s.name for s in slots),
+                           highlight=False)
+    done = set()
+    for cell in plan.cells:
+        if store.is_done(cell.key):
+            done.add(cell.key)
+            outcome.reused.append(cell.key)
+            progress.finish(cell, None)
+
+    def finish(cell, seconds: float) -> None:
+        live.pop(cell.key, None)
+        outcome.executed.append(cell.key)
+        progress.finish(cell, seconds)
+
+    run_parallel([c for c in plan.cells if c.key not in done], plan_payload(plan), store, slots, done=done,
+                 on_start=progress.start, on_finish=finish, on_log=progress.stage,
+                 on_progress=lambda cell, steps, total: live.__setitem__(cell.key, (steps, total)))
