@@ -31,7 +31,7 @@ import time
 import traceback
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # hf_reference.py
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # hf_reference.py, eval_reference.py
 
 # Real shapes (config.json of HuggingFaceTB/SmolLM2-135M and meta-llama/Llama-3.2-1B) and tiny stand-ins.
 SHAPES = {
@@ -184,14 +184,11 @@ def matmul_peak(device: str, seconds: float) -> float:
 
 # --------------------------------------------------------------------------- 2./3. training
 
-def factlearn_steps(model, tokenizer, rows: list[list[int]], args, deadline: float, shard_mesh=None) -> dict:
+def factlearn_steps(model, tokenizer, rows: list[list[int]], args, deadline: float, sharded: bool = False) -> dict:
     """factlearn's own step (train/trainer.py `_train_step`) over `rows`, one process, timed per step.
 
-    With `shard_mesh`: the model's decoder layers and the loss module (the root, so the embedding and
-    head are gathered for its forward) are FSDP2 units on that mesh, bf16 params on CUDA.
+    `sharded`: under FSDP2 on the one-process group the caller set up (see `_shard`).
     """
-    import torch
-
     from factlearn.train.config import TrainConfig
     from factlearn.train.data import epoch_batches
     from factlearn.train.engine import make_accelerator, make_optimizer
@@ -206,13 +203,12 @@ def factlearn_steps(model, tokenizer, rows: list[list[int]], args, deadline: flo
         model.config.use_cache = False
         model.train()
         state = TrainState(cfg, accelerator, model, tokenizer, rows, RunLog(Path(tmp) / "log.jsonl", [], False), "")
-        how = "plain"
-        if shard_mesh is None:
-            _prepare_loss(state)
+        if sharded:
+            _shard(state)
         else:
-            how = _shard(state, shard_mesh, args)
+            _prepare_loss(state)
         optimizer = make_optimizer(cfg, state.model)
-        if not getattr(state, "sharded", False):  # the trainer leaves a sharded run's optimizer unprepared
+        if not sharded:  # as the trainer: a sharded run's optimizer is not prepared by accelerate
             optimizer = accelerator.prepare(optimizer)
         batches = epoch_batches(state.lengths, args.batch, cfg.seed, 0, False)[:args.steps]
         step_seconds, tokens, losses = [], [], []
@@ -223,39 +219,21 @@ def factlearn_steps(model, tokenizer, rows: list[list[int]], args, deadline: flo
             losses.append(_train_step(state, optimizer, batch))  # returns a float: the step has synced
             step_seconds.append(time.perf_counter() - t0)
             tokens.append(sum(len(rows[i]) for i in batch))
-    return {"step_seconds": step_seconds, "tokens": tokens, "losses": losses, "how": how,
+    return {"step_seconds": step_seconds, "tokens": tokens, "losses": losses,
             "packed": state.packing_costs is not None}
 
 
-def _shard(state, mesh, args) -> str:
-    """Put the model under FSDP2 as factlearn's sharding=fsdp2 does (train/fsdp.py `shard`, when this
-    checkout has it), else self-contained with the same layout: one unit per decoder layer, the loss
-    module as the root (so embeddings, final norm and tied head are gathered for its forward)."""
-    import torch
-
-    from factlearn.train import trainer
-    from factlearn.train.loss import attention_costs, causal_lm_loss_module, packing_matches_padding
+def _shard(state) -> None:
+    """The model under FSDP2 exactly as `factlearn train sharding=fsdp2` lays it out (train/fsdp.py):
+    one unit per decoder layer, the loss module as the root, bf16 params when the accelerator is bf16."""
+    from factlearn.train import fsdp
+    from factlearn.train.loss import causal_lm_loss_module
+    from factlearn.train.trainer import _prepare_loss
 
     loss = causal_lm_loss_module(state.model)  # after init_process_group: no in-place lookup gradient
-    try:
-        from factlearn.train import fsdp
-    except ImportError:
-        fsdp = None
-    if fsdp is not None and hasattr(fsdp, "shard") and "sharded" in trainer.TrainState.__dataclass_fields__:
-        fsdp.shard(state.cfg, state.accelerator, state.model, loss)  # bf16 params when the accelerator is bf16
-        state.loss_module, state.sharded = loss, True
-        trainer._prepare_loss(state)
-        return "factlearn's fsdp.shard (sharding=fsdp2's layout)"
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-
-    if packing_matches_padding(loss, state.rows, state.tokenizer.pad_token_id, state.accelerator.device):
-        state.packing_costs = attention_costs(state.model)
-    policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if args.cuda \
-        else MixedPrecisionPolicy()
-    for layer in state.model.model.layers:
-        fully_shard(layer, mesh=mesh, mp_policy=policy)
-    state.loss_module = fully_shard(loss, mesh=mesh, mp_policy=policy)
-    return "self-contained fully_shard (this checkout has no factlearn.train.fsdp.shard)"
+    fsdp.shard(state.cfg, state.accelerator, state.model, loss)
+    state.loss_module, state.sharded = loss, True
+    _prepare_loss(state)  # the packing check, on the sharded module as the trainer does
 
 
 def peer_steps(model, tokenizer, rows: list[list[int]], peer: str, args, deadline: float) -> dict:
@@ -311,17 +289,15 @@ def train_section(args, clock: Clock, peak: float, tokenizer, rows, plain_result
 
 
 def fsdp2_section(args, clock: Clock, peak: float, tokenizer, rows, plain_results: dict) -> None:
+    """factlearn's step with the model sharded by its own sharding=fsdp2 code, on a one-process group.
+
+    (`factlearn train sharding=fsdp2` itself refuses one process: sharding needs several to pay off.
+    On one device the shard is the whole model, so this measures FSDP2's own cost against plain.)
+    """
     import socket
 
     import torch.distributed as dist
-    from torch.distributed.device_mesh import init_device_mesh
 
-    from factlearn.train.config import TrainConfig
-
-    has_key = "sharding" in TrainConfig.__dataclass_fields__
-    say("fsdp2", f"factlearn's TrainConfig {'has' if has_key else 'has no'} a `sharding` key; `factlearn train "
-        "sharding=fsdp2` refuses one process, so this section shards the model in this process on a one-device "
-        "mesh and runs factlearn's step on it")
     name = args.fsdp_shape
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -332,8 +308,7 @@ def fsdp2_section(args, clock: Clock, peak: float, tokenizer, rows, plain_result
         reset_memory(args.device)
         model = build_model(args.shapes[name], tokenizer, args.device)
         params = n_params(model)
-        mesh = init_device_mesh("cuda" if args.cuda else "cpu", (1,))
-        run = factlearn_steps(model, tokenizer, rows, args, clock.section(args.train_seconds), shard_mesh=mesh)
+        run = factlearn_steps(model, tokenizer, rows, args, clock.section(args.train_seconds), sharded=True)
         run["peak_gib"] = peak_memory_gib(args.device)
         run["tok_s"], run["median_tok_s"] = throughput(run)
         del model
@@ -342,7 +317,7 @@ def fsdp2_section(args, clock: Clock, peak: float, tokenizer, rows, plain_result
     say("fsdp2", f"{name} FSDP2 (1 device): {run['tok_s']:9.0f} tokens/s (median step {run['median_tok_s']:9.0f}), "
         f"MFU {100 * 6 * params * run['tok_s'] / peak:5.2f} %, {len(run['step_seconds'])} steps, "
         f"loss {run['losses'][0]:.3f} -> {run['losses'][-1]:.3f}, peak memory {run['peak_gib']:.2f} GiB, "
-        f"rows packed: {'yes' if run['packed'] else 'no'}; sharded by {run['how']}")
+        f"rows packed: {'yes' if run['packed'] else 'no'}")
     plain = plain_results.get(name)
     if plain is None:
         say("fsdp2", f"no plain run of {name} to compare with (the train section skipped it)")
@@ -358,6 +333,8 @@ def eval_section(args, clock: Clock, tokenizer, data) -> None:
     import importlib.util
 
     import torch
+
+    from eval_reference import baseline_answers, lm_eval_answers
 
     from factlearn.evaluate import evaluate
 
@@ -375,7 +352,8 @@ def eval_section(args, clock: Clock, tokenizer, data) -> None:
     say("eval", f"{name} ({args.eval_dtype}) factlearn engine: {n_items} items in {ours_s:.1f} s "
         f"({n_items / ours_s:.1f} items/s, batch {args.eval_batch}, 5-shot, {len(EVAL_TASKS)} tasks)")
     if importlib.util.find_spec("lm_eval") is not None:
-        label, (theirs, theirs_s) = "lm-eval 0.4 (HFLM, batch 1)", lm_eval_answers(model, tokenizer, data, args)
+        label = "lm-eval 0.4 (HFLM, batch 1)"
+        theirs, theirs_s = lm_eval_answers(model, tokenizer, data, list(EVAL_TASKS), args.eval_limit)
     else:
         say("eval", "lm-eval: skipped: lm-eval not installed; comparing with an lm-eval-like loop instead "
             "(batch 1, HF forward per request / model.generate, lm-eval's tokenization and stop rule)")
@@ -391,86 +369,6 @@ def eval_section(args, clock: Clock, tokenizer, data) -> None:
         say("eval", f"  differs: {task} item {index}: factlearn {mine!r} vs {other!r}")
     if differ:
         FAILURES.append("eval answers")
-
-
-def baseline_answers(model, tokenizer, records: dict, data, deadline: float) -> tuple[dict, float]:
-    """Each item's answer at batch 1, as lm-eval's HFLM computes it; items taken round-robin over tasks
-    until `deadline`, so every task is covered when time runs short. Returns ({(task, doc): answer}, s)."""
-    import torch
-
-    from factlearn.evaluate.engine import task_docs
-    from factlearn.evaluate.metrics import choice_predictions
-    from factlearn.evaluate.scoring import encode_pair, max_length
-    from factlearn.evaluate.tasks import GENERATE, TASKS
-
-    device, limit = next(model.parameters()).device, max_length(model, tokenizer)
-    queues = {task: list(recs) for task, recs in records.items()}
-    jobs = [(task, queues[task][i]) for i in range(max(map(len, queues.values()))) for task in queues
-            if i < len(queues[task])]
-    answers, t0 = {}, time.perf_counter()
-    with torch.inference_mode():
-        for task_name, rec in jobs:
-            if time.perf_counter() > deadline and answers:
-                break
-            task, doc = TASKS[task_name], task_docs(data, TASKS[task_name])[rec["doc_index"]]
-            if task.kind == GENERATE:
-                answers[(task_name, rec["doc_index"])] = _generate_one(model, tokenizer, rec["prompt"], task, limit)
-                continue
-            conts = task.doc_continuations(doc) if task.kind == "cloze" else task.continuations()
-            logliks, cache = [], {}
-            for cont in conts:
-                ctx_ids, cont_ids = encode_pair(tokenizer, rec["prompt"], cont)
-                inp = tuple((ctx_ids + cont_ids)[-(limit + 1):][:-1])
-                if inp not in cache:  # lm-eval's one-token-continuation reuse: one forward per context
-                    cache[inp] = torch.log_softmax(model(torch.tensor([inp], device=device)).logits[0].float(), -1)
-                scored = cache[inp][-len(cont_ids):]
-                logliks.append(float(scored.gather(-1, torch.tensor(cont_ids, device=device)[:, None]).sum()))
-            names = task.choice_texts(doc)
-            answers[(task_name, rec["doc_index"])] = names[choice_predictions(logliks, names)["acc"]]
-    return answers, time.perf_counter() - t0
-
-
-def _generate_one(model, tokenizer, prompt: str, task, limit: int) -> str:
-    import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
-
-    from factlearn.evaluate.scoring import encode
-
-    ids = torch.tensor([encode(tokenizer, prompt)[-(limit - task.max_new_tokens):]], device=next(model.parameters()).device)
-
-    class Stop(StoppingCriteria):  # lm-eval decodes what was generated and looks for the stop string
-        def __call__(self, input_ids, scores, **kwargs):
-            return task.stop in tokenizer.decode(input_ids[0, ids.shape[1]:])
-
-    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=task.max_new_tokens,
-                         do_sample=False, pad_token_id=tokenizer.pad_token_id,
-                         stopping_criteria=StoppingCriteriaList([Stop()]))
-    text = tokenizer.decode(out[0, ids.shape[1]:].tolist(), skip_special_tokens=True)
-    return text.split(task.stop)[0] if task.stop else text
-
-
-def lm_eval_answers(model, tokenizer, data, args) -> tuple[dict, float]:
-    """lm-eval 0.4 in this process (HFLM around the same model object, batch 1) on factlearn's exported tasks."""
-    from lm_eval import simple_evaluate
-    from lm_eval.models.huggingface import HFLM
-    from lm_eval.tasks import TaskManager
-
-    from factlearn.evaluate.export import PREFIX, _lm_eval_prediction, export_lm_eval
-    from factlearn.evaluate.tasks import TASKS
-
-    with tempfile.TemporaryDirectory() as tmp:
-        names = export_lm_eval(Path(tmp) / "tasks", tasks=list(EVAL_TASKS), data=data)
-        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=1)
-        t0 = time.perf_counter()
-        out = simple_evaluate(model=lm, tasks=names, task_manager=TaskManager(include_path=str(Path(tmp) / "tasks")),
-                              limit=args.eval_limit, log_samples=True, num_fewshot=None)
-        seconds = time.perf_counter() - t0
-    answers = {}
-    for lm_name, samples in out["samples"].items():
-        task = TASKS[lm_name[len(PREFIX):]]
-        for sample in samples:
-            answers[(task.name, int(sample["doc"]["doc_index"]))] = _lm_eval_prediction(task, sample)
-    return answers, seconds
 
 
 # --------------------------------------------------------------------------- main
