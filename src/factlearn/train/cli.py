@@ -13,7 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "YAML path) with key=value overrides (nested: lora.r=16, forget.start_layer=10; +key=value also "
         "accepted). Writes <save>/: the model (HF folder) or LoRA adapter, tokenizer, config.yaml, "
         "train_log.jsonl, train_summary.json. Multi-process: accelerate launch --multi_gpu "
-        "--num_processes N -m factlearn train ...")
+        "--num_processes N -m factlearn train ... (DDP); sharded weights and optimizer state: torchrun "
+        "--nproc_per_node N -m factlearn train ... sharding=fsdp2")
     p.add_argument("config", nargs="?", default="cpu_small", help="config name or YAML path (default: cpu_small)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. lr=3e-4 save=runs/x")
     p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in <save>")
