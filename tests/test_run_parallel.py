@@ -1,0 +1,218 @@
+"""`factlearn run` with cells in parallel (workers=N) and `--plan`: the same results as the sequential grid,
+resume after SIGKILL, a plan that prints estimates and writes nothing, and bad input refused in one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from factlearn.run.config import load_run_config
+from factlearn.run.plan import plan_grid
+from factlearn.run.runner import execute_plan
+from test_run_grid import done_markers, tiny_overrides, write_config
+
+ROOT = Path(__file__).resolve().parents[1]
+LLAMA3_8B = ROOT / "examples" / "model-configs" / "llama-3-8b"
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
+# What depends on the clock or the cell's temporary folder name, not on the results
+CLOCK_KEYS = ("tokens_per_s", "train_seconds", "seconds", "started", "finished", "cpu_seconds", "save")
+
+
+def factlearn(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "factlearn", *args], capture_output=True, text=True, timeout=600,
+                          cwd=cwd, env=ENV)
+
+
+def cell_files(run_dir: Path) -> dict[str, object]:
+    """Every file of every finished cell, by path inside cells/: bytes, or for the files that record
+    times (train logs, summaries, done markers) their content without the clock and temp-path fields."""
+    root = run_dir / "cells"
+    files = {}
+    for p in sorted(root.rglob("*")):
+        name = str(p.relative_to(root))
+        if not p.is_file() or p.name == "train_stderr.txt":  # the trainer's tqdm bar: timings only
+            continue
+        text = lambda: p.read_text().replace(str(run_dir), "<run>")  # noqa: E731 (forgetting's from_model)
+        if p.name == "config.yaml":
+            files[name] = [line for line in text().splitlines() if not line.startswith("save:")]
+        elif p.suffix == ".jsonl" and "log" in p.name:
+            files[name] = [_no_clock(json.loads(line)) for line in text().splitlines()]
+        elif p.name in ("done.json", "train_summary.json") or (name.startswith("train-") and p.name == "result.json"):
+            files[name] = _no_clock(json.loads(text()))
+        else:
+            files[name] = p.read_bytes()
+    return files
+
+
+def _no_clock(obj):
+    if isinstance(obj, dict):
+        return {k: _no_clock(v) for k, v in obj.items() if k not in CLOCK_KEYS}
+    return obj
+
+
+def test_two_workers_give_the_sequential_grids_results(tiny_model_dir, tmp_path):
+    """Same cells, same per-item records and trained weights, same results.json metrics; cells overlapped in
+    time, and no cell started before the cells it reads from had finished."""
+    import torch
+
+    from factlearn.run.workers import cpu_cores
+
+    threads = torch.get_num_threads()
+    # Each worker gets cores // workers threads; the sequential run uses the same count, because float
+    # sums (and so the last bits of a loglik) depend on how a matmul is split over threads.
+    torch.set_num_threads(max(1, cpu_cores() // 2))
+    try:
+        sequential = tmp_path / "sequential"
+        execute_plan(plan_grid(load_run_config("default", tiny_overrides(tiny_model_dir))), sequential, profile="t")
+    finally:
+        torch.set_num_threads(threads)
+    parallel = tmp_path / "parallel"
+    cfg = load_run_config("default", tiny_overrides(tiny_model_dir) + ["workers=2"])
+    outcome = execute_plan(plan_grid(cfg), parallel, profile="t")
+
+    a, b = cell_files(sequential), cell_files(parallel)
+    assert a.keys() == b.keys() and len(outcome.executed) == len(done_markers(parallel)) == 14
+    # records.jsonl, model weights, probe/ablation/control results byte for byte; logs but for the clock
+    assert [name for name in a if a[name] != b[name]] == []
+    assert any(name.endswith("records.jsonl") for name in a) and any(name.endswith(".safetensors") for name in a)
+    ra, rb = (json.loads((d / "results.json").read_text()) for d in (sequential, parallel))
+    assert [e["metrics"] for e in ra["evaluations"]] == [e["metrics"] for e in rb["evaluations"]]
+    assert ra["probes"] == rb["probes"] and ra["ablations"] == rb["ablations"] and ra["control"] == rb["control"]
+    assert ra["table"] == rb["table"] and rb["run_config"]["workers"] == 2
+
+    info = {p.parent.name: json.loads(p.read_text()) for p in (parallel / "cells").glob("*/done.json")}
+    spans = sorted((i["started"], i["finished"]) for i in info.values())
+    assert any(s2 < f1 for (_, f1), (s2, _) in zip(spans, spans[1:])), "no two cells ran at the same time"
+    deps = {c["key"]: c["deps"] for c in json.loads((parallel / "plan.json").read_text())["cells"]}
+    assert all(info[k]["started"] >= info[d]["finished"] for k, ds in deps.items() for d in ds)
+
+
+def test_killed_parallel_run_resumes_and_its_workers_die_with_it(tiny_model_dir, tmp_path):
+    config = write_config(tmp_path / "tiny.yaml", tiny_model_dir, [
+        "corpora=[Corpus_narrative]", "forgetting.enabled=false", "analyses=[]", "workers=2",
+        "tasks=[Eval_QA,Eval_multiple_choice]"])
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "factlearn", "run", str(config), "--out", str(run_dir)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    deadline = time.time() + 240
+    while not done_markers(run_dir) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    finished = done_markers(run_dir)
+    plan = json.loads((run_dir / "plan.json").read_text())
+    assert finished and len(finished) < len(plan["cells"]), "the kill came too early or too late"
+    time.sleep(5)
+    assert done_markers(run_dir) == finished  # the workers died with the parent: nothing finished after it
+
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=ENV)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    after = done_markers(run_dir)
+    assert len(after) == len(plan["cells"]) and all(after[k] == t for k, t in finished.items())
+    invocation = json.loads((run_dir / "last_invocation.json").read_text())
+    assert set(invocation["reused"]) == set(finished) and set(invocation["executed"]) == set(after) - set(finished)
+    assert [p.name for p in (run_dir / "cells").iterdir() if p.name.startswith(".")] == []
+
+
+def _plan_lines(stdout: str) -> dict[str, list[str]]:
+    """Cell lines of a --plan report, by title."""
+    rows = {}
+    for line in stdout.splitlines():
+        parts = line.split()
+        if parts and parts[0].isdigit():
+            rows[" ".join(parts[1:-4])] = parts[-4:]
+    return rows
+
+
+def test_plan_for_llama3_8b_on_eight_gpus_prints_estimates_and_writes_nothing(tmp_path):
+    """The paper profile on 8 x 80 GB from the config alone: full finetune fits only sharded with FSDP2."""
+    common = ["run", "paper", f"models=[{LLAMA3_8B}]", "--out", str(tmp_path / "run"), "--plan",
+              "hardware.gpus=8", "hardware.gpu_memory_gb=80"]
+    sharded = factlearn(*common, "hardware.sharding=fsdp2", cwd=tmp_path)
+    assert sharded.returncode == 0, sharded.stderr
+    assert "on 8 x 80.0 GB GPUs, training sharded with FSDP2" in sharded.stdout
+    assert "8.03B parameters, 32 layers" in sharded.stdout and "characters / 4" in sharded.stdout
+    rows = _plan_lines(sharded.stdout)
+    full = [r for t, r in rows.items() if t.startswith("train llama-3-8b full")]
+    lora = [r for t, r in rows.items() if t.startswith("train llama-3-8b lora")]
+    assert full and lora and all(r[-1] == "yes" for r in rows.values())
+    # 16 bytes/param of 8.03B over 8 devices is 16.1 GB, plus the gathered layers and activations
+    assert all(16 < float(r[1]) < 40 and r[2] == "GB" for r in full)
+    assert "every cell fits" in sharded.stdout and "wall on 8 GPUs" in sharded.stdout
+
+    unsharded = factlearn(*common, cwd=tmp_path)
+    assert unsharded.returncode == 0, unsharded.stderr
+    rows = _plan_lines(unsharded.stdout)
+    full = [r for t, r in rows.items() if t.startswith("train llama-3-8b full")]
+    assert all(float(r[1]) > 128 and r[-1] == "NO" for r in full)  # 16 bytes/param on one GPU
+    assert "hardware.sharding=fsdp2" in unsharded.stdout
+    assert list(tmp_path.iterdir()) == []  # no run folder, nothing else
+
+
+def test_plan_of_a_runnable_grid_counts_real_tokens_and_marks_finished_cells(tiny_model_dir, tmp_path):
+    overrides = tiny_overrides(tiny_model_dir) + ["corpora=[Corpus_narrative]", "forgetting.enabled=false",
+                                                  "analyses=[]", "tasks=[Eval_QA]", "control=false"]
+    run_dir = tmp_path / "run"
+    before = factlearn("run", *overrides, "--out", str(run_dir), "--plan", cwd=tmp_path)
+    assert before.returncode == 0, before.stderr
+    assert "characters / 4" not in before.stdout and not run_dir.exists()
+    assert [r[-1] for r in _plan_lines(before.stdout).values()] == ["yes"] * 3
+    execute_plan(plan_grid(load_run_config("default", overrides)), run_dir, profile="t")
+    after = factlearn("run", *overrides, "--out", str(run_dir), "--plan", cwd=tmp_path)
+    assert [r[-1] for r in _plan_lines(after.stdout).values()] == ["done"] * 3
+    assert "for 0 cells to compute (3 done)" in after.stdout
+
+
+def test_memory_model_of_a_full_finetune_and_lora():
+    from factlearn.run.estimate import GB, Hardware, lora_params, size_from_config, train_peak_bytes
+
+    size = size_from_config(json.loads((LLAMA3_8B / "config.json").read_text()))
+    assert size.stored_params == pytest.approx(8.03e9, rel=1e-3) and size.num_layers == 32
+    one, eight = Hardware("cuda", 1, 80 * GB), Hardware("cuda", 8, 80 * GB, sharding="fsdp2")
+    shape = dict(autocast=True, micro_rows=1, row_tokens=1, checkpointing=True)
+    full_one = train_peak_bytes(size, one, trainable=None, **shape)
+    full_eight = train_peak_bytes(size, eight, trainable=None, **shape)
+    assert full_one > 16 * size.stored_params and full_eight < full_one / 5
+    adapter = lora_params(size, 64, ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    assert adapter == pytest.approx(167.8e6, rel=1e-2)  # rank 64 on all seven projections of 32 layers
+    lora_one = train_peak_bytes(size, one, trainable=adapter, **shape)
+    assert 4 * size.stored_params + 16 * adapter < lora_one < full_one
+
+
+def _visible_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+@pytest.mark.parametrize("extra, message", [
+    (lambda m, t: [f"devices=[{_visible_gpus()}]"], "do not exist"),
+    (lambda m, t: ["workers=15"], "workers=15 is more than the 14 cells"),
+    (lambda m, t: ["workers=0"], "workers must be >= 1"),
+    (lambda m, t: [f"models=[{t / 'no-config'}]", "--plan"], "has no config.json"),
+    (lambda m, t: [f"models=[{t / 'bad-config'}]", "--plan"], "cannot read the config of model"),
+    (lambda m, t: ["models=[nobody/no-such-model]", "--plan"], "not in the local Hugging Face cache"),
+    (lambda m, t: ["--plan", "hardware.gpus=1", "hardware.gpu_memory_gb=80", "hardware.sharding=fsdp2"],
+     "shards nothing"),
+    (lambda m, t: ["hardware.gpus=8", "hardware.gpu_memory_gb=80"], "a run uses this machine"),
+])
+def test_bad_parallel_and_plan_input_is_one_line_and_writes_nothing(tiny_model_dir, tmp_path, extra, message):
+    (tmp_path / "no-config").mkdir()
+    (tmp_path / "bad-config").mkdir()
+    (tmp_path / "bad-config" / "config.json").write_text("{not json")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    args = extra(tiny_model_dir, tmp_path)
+    plan = args.index("--plan") if "--plan" in args else len(args)
+    proc = factlearn("run", *tiny_overrides(tiny_model_dir), *args[:plan], "--out", str(tmp_path / "run"),
+                     *args[plan:], cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("factlearn: error:")]
+    assert len(errors) == 1 and message in errors[0] and "Traceback" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no run folder, no lock file
