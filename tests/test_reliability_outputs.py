@@ -34,7 +34,7 @@ ALLOWED = {
     # Writes into `root`, the atomic_dir temp folder that its only caller, export(), passes in.
     ("data/export.py", "_write_config"): "inside export()'s atomic_dir",
     # A stream captured while training, inside the cell folder that CellStore.execute builds with atomic_dir.
-    ("report/steps.py", "Executor._run_train"): "inside the cell's atomic_dir",
+    ("run/execute.py", "CellExecutor._run_train"): "inside the cell's atomic_dir",
 }
 
 

@@ -19,7 +19,7 @@ from factlearn.run.plan import plan_grid
 from factlearn.run.runner import execute_plan
 
 TASKS = ["Eval_QA", "Eval_multiple_choice", "Eval_reverse", "Eval_indirect_reasoning", "Eval_2hop_reasoning",
-         "Eval_2hop_reasoning_raw", "Eval_animal_commonsense"]
+         "Eval_2hop_reasoning_raw", "Eval_animal_commonsense", "Eval_multiple_choice_cloze", "Eval_2hop_reasoning_cloze"]
 
 
 def tiny_overrides(model_dir: Path) -> list[str]:
@@ -70,25 +70,31 @@ def test_grid_writes_every_report_file(tiny_run):
 
 
 def test_table_shape_and_values_match_results(tiny_run):
-    run_dir, _, _ = tiny_run
+    run_dir, _, cfg = tiny_run
     results = json.loads((run_dir / "results.json").read_text())
     with open(run_dir / "table.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["condition"] for r in rows] == ["base", "narrative", "referencing", "narrative+forgetting"]
-    assert set(TASKS) <= set(rows[0]) and len(rows[0]) == 4 + 2 * len(TASKS)
+    # per task: value, std, interval low and high; then the tasks beyond the model by the control
+    assert set(TASKS) <= set(rows[0]) and len(rows[0]) == 4 + 4 * len(TASKS) + 1
+    assert all(float(row[f"{t}_ci95_low"]) <= float(row[t]) <= float(row[f"{t}_ci95_high"]) for row in rows for t in TASKS)
+    assert rows[0]["beyond_model"] == ";".join(t for t in TASKS if results["control"][rows[0]["model"]].get(t, {}).get("beyond"))
     evals = {e["condition"]: e for e in results["evaluations"]}
     for row in rows:
         for task in TASKS:
             value = float(row[task])
             assert 0.0 <= value <= 1.0
-            metric = "acc" if task in ("Eval_multiple_choice", "Eval_2hop_reasoning") else "exact_match"
+            metric = "acc" if "multiple_choice" in task or task.startswith("Eval_2hop_reasoning") and "raw" not in task \
+                else "exact_match"
             assert value == pytest.approx(evals[row["condition"]]["metrics"][task][metric], abs=1e-6)
             assert row[f"{task}_std"] == ""  # one seed: no std
     md_lines = [l for l in (run_dir / "table.md").read_text().splitlines() if l.startswith("|")]
     assert len(md_lines) == 2 + 4 and all(l.count("|") == 3 + len(TASKS) + 1 for l in md_lines)
-    # every eval really ran the limited number of items per task
+    # every eval really ran the limited number of items per task (the profile keeps headline tasks whole)
     sizes = {t: len((run_dir / "data" / f"{t}.jsonl").read_text().splitlines()) for t in TASKS}
-    assert all(n == min(3, sizes[t]) for e in results["evaluations"] for t, n in e["items"].items())
+    expected = {t: sizes[t] if cfg.limit_for(t) is None else min(cfg.limit_for(t), sizes[t]) for t in TASKS}
+    assert cfg.limit_for("Eval_QA") is None and cfg.limit_for("Eval_multiple_choice") == 3
+    assert all(n == expected[t] for e in results["evaluations"] for t, n in e["items"].items())
 
 
 def test_report_html_is_self_contained(tiny_run):
@@ -131,9 +137,11 @@ def test_changed_setting_recomputes_only_affected_cells(tiny_run, tmp_path):
     # executed for real: a new eval limit recomputes the eval cells only
     outcome = execute_plan(plan_grid(load_run_config("default", base + ["eval_limit=2"])), copy, profile="test")
     assert sorted(kinds.get(k, k.split("-")[0]) for k in outcome.executed) == ["eval"] * 4
-    assert {kinds[k] for k in outcome.reused} == {"train", "probe", "ablate"}
+    # the control has no item limit, so it is reused too
+    assert {kinds[k] for k in outcome.reused} == {"train", "probe", "ablate", "control"}
+    limited = load_run_config("default", base + ["eval_limit=2"])
     assert all(n <= 2 for e in json.loads((copy / "results.json").read_text())["evaluations"]
-               for n in e["items"].values())
+               for t, n in e["items"].items() if limited.limit_for(t) is not None)
 
     # planned only (keys decide what reruns): which cells each change invalidates
     def new_cells(extra: list[str]) -> list[str]:
