@@ -216,3 +216,23 @@ def test_bad_parallel_and_plan_input_is_one_line_and_writes_nothing(tiny_model_d
     errors = [line for line in proc.stderr.splitlines() if line.startswith("factlearn: error:")]
     assert len(errors) == 1 and message in errors[0] and "Traceback" not in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no run folder, no lock file
+
+
+def test_a_cell_failing_in_a_worker_stops_the_run_with_its_traceback(tmp_path):
+    from factlearn.run.cells import Cell, CellStore
+    from factlearn.run.config import RunConfig
+    from factlearn.run.plan import GridPlan
+    from factlearn.run.workers import CellFailed, WorkerSlot, plan_payload, run_parallel
+
+    broken = Cell("nonsense", {"x": 1}, labels={"model": "m"})
+    after = Cell("eval", {"x": 2}, labels={"model": "m"}, deps=(broken.key,))
+    plan = GridPlan(cfg=RunConfig(), world=None, models={}, cells=[broken, after])
+    store = CellStore(tmp_path)
+    started = []
+    with pytest.raises(CellFailed, match="nonsense m") as failure:
+        run_parallel(plan.cells, plan_payload(plan), store, [WorkerSlot(0, None, 1), WorkerSlot(1, None, 1)],
+                     done=set(), on_start=started.append, on_finish=lambda c, s: None,
+                     on_progress=lambda c, d, t: None, on_log=lambda text: None)
+    assert "AttributeError" in str(failure.value)  # the worker's traceback
+    assert started == [broken]  # its dependent never started
+    assert not store.is_done(broken.key) and list((tmp_path / "cells").iterdir()) == []

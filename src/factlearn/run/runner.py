@@ -1,5 +1,8 @@
 """`factlearn run`'s driver: execute a GridPlan's unfinished cells in a run folder, then write the report.
 
+Cells run one after another in this process, or with `workers`/`devices` on worker processes
+(run/workers.py); either way only this process writes the files below, except each cell's own folder.
+
 The run folder:
   run_config.yaml   the resolved RunConfig       plan.json     every cell: key, kind, labels, deps
   data/             the world's rows (JSONL)      cells/<key>/  finished cells (done.json written last)
@@ -44,7 +47,7 @@ def write_plan(plan: GridPlan, run_dir: Path) -> Path:
         "models": {spec: {"path": m.path, "display": m.display, "num_layers": m.size.num_layers,
                           "params": m.size.params, "identity": m.identity} for spec, m in plan.models.items()},
         "cells": [{"key": c.key, "kind": c.kind, "title": c.title, "labels": c.labels, "deps": list(c.deps),
-                   "est_seconds": c.est_seconds} for c in plan.cells],
+                   "est_seconds": c.est_seconds, "est_memory": c.est_memory} for c in plan.cells],
     })
 
 
