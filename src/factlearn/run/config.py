@@ -90,8 +90,7 @@ class RunConfig:
     world_seed: int = 0
     data_source: Optional[str] = None
     device: str = "auto"
-    # Cells run at once, each in its own process (run/workers.py); None -> one per entry of `devices`, else 1.
-    workers: Optional[int] = None
+    workers: Optional[int] = None  # cells run at once, each in its own process; null = one per device, else 1
     devices: Any = None  # GPUs that run cells, one cell per GPU at a time: null (just `device`), all, or [0,1,...]
     hardware: HardwareOptions = field(default_factory=HardwareOptions)
     out: Optional[str] = None  # run folder; None -> runs/<profile>
