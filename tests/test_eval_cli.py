@@ -61,6 +61,24 @@ def test_adapter_for_a_different_base(tmp_path, tiny_model_dir):
     assert_one_line_error(proc, "different base model")
 
 
+def _factlearn_and_lm_eval(tmp_path, model_dir, tasks: list[str], limit: int, *eval_args: str):
+    """Export the tasks, run `factlearn eval` and lm-eval 0.4 on them; return (our records, lm-eval samples)."""
+    from factlearn.evaluate.export import lm_eval_command, read_lm_eval_samples
+
+    export_dir = tmp_path / "lm-eval-tasks"
+    proc = run_cli("export-lm-eval", str(export_dir), "--tasks", ",".join(tasks), "--n-countries", "6")
+    assert proc.returncode == 0, proc.stderr
+    ours = run_cli("eval", str(model_dir), "--tasks", ",".join(tasks), "--n-countries", "6", "--limit",
+                   str(limit), *eval_args, "--out", str(tmp_path / "ours"), "--device", "cpu")
+    assert ours.returncode == 0, ours.stderr
+    records = {t: [json.loads(x) for x in (tmp_path / "ours" / "records" / f"{t}.jsonl").read_text().splitlines()]
+               for t in tasks}
+    cmd = lm_eval_command(model_dir, export_dir, tasks, tmp_path / "lm-eval-out", limit=limit)
+    theirs = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **OFFLINE}, timeout=600)
+    assert theirs.returncode == 0, theirs.stderr[-3000:]
+    return records, read_lm_eval_samples(tmp_path / "lm-eval-out")
+
+
 def test_lm_eval_gives_identical_prompts_and_answers(tmp_path, tiny_model_dir):
     """Export a generated world, run lm-eval 0.4 (--model hf) on it, compare every item with factlearn eval.
 
@@ -71,21 +89,10 @@ def test_lm_eval_gives_identical_prompts_and_answers(tmp_path, tiny_model_dir):
     the f1 equality below only checks that lm-eval averages that copy over the same items to our number.
     The f1 and exact-match rules themselves are tested against hand-worked cases in test_eval_tasks.py.
     """
-    from factlearn.evaluate.export import compare_with_lm_eval, lm_eval_command, read_lm_eval_samples
+    from factlearn.evaluate.export import compare_with_lm_eval
 
     tasks, limit = ["Eval_QA", "Eval_2hop_reasoning"], 4
-    export_dir = tmp_path / "lm-eval-tasks"
-    proc = run_cli("export-lm-eval", str(export_dir), "--tasks", ",".join(tasks), "--n-countries", "6")
-    assert proc.returncode == 0, proc.stderr
-    ours = run_cli("eval", str(tiny_model_dir), "--tasks", ",".join(tasks), "--n-countries", "6", "--limit",
-                   str(limit), "--batch-size", "3", "--out", str(tmp_path / "ours"), "--device", "cpu")
-    assert ours.returncode == 0, ours.stderr
-    records = {t: [json.loads(x) for x in (tmp_path / "ours" / "records" / f"{t}.jsonl").read_text().splitlines()]
-               for t in tasks}
-    cmd = lm_eval_command(tiny_model_dir, export_dir, tasks, tmp_path / "lm-eval-out", limit=limit)
-    theirs = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **OFFLINE}, timeout=600)
-    assert theirs.returncode == 0, theirs.stderr[-3000:]
-    samples = read_lm_eval_samples(tmp_path / "lm-eval-out")
+    records, samples = _factlearn_and_lm_eval(tmp_path, tiny_model_dir, tasks, limit, "--batch-size", "3")
     assert {t: len(s) for t, s in samples.items()} == {t: limit for t in tasks}
     assert compare_with_lm_eval(records, samples) == {t: [] for t in tasks}
     # the comparison is not vacuous: a changed answer is reported
@@ -101,21 +108,10 @@ def test_lm_eval_gives_identical_prompts_and_answers(tmp_path, tiny_model_dir):
 def test_lm_eval_gives_identical_answers_on_the_cloze_tasks(tmp_path, tiny_model_dir):
     """The two cloze tasks (factlearn's additions) through lm-eval 0.4: same prompts, same chosen text per
     item, and lm-eval's own acc and acc_norm (per-character normalised) equal ours."""
-    from factlearn.evaluate.export import compare_with_lm_eval, lm_eval_command, read_lm_eval_samples
+    from factlearn.evaluate.export import compare_with_lm_eval
 
     tasks, limit = ["Eval_multiple_choice_cloze", "Eval_2hop_reasoning_cloze"], 6
-    export_dir = tmp_path / "lm-eval-tasks"
-    proc = run_cli("export-lm-eval", str(export_dir), "--tasks", ",".join(tasks), "--n-countries", "6")
-    assert proc.returncode == 0, proc.stderr
-    ours = run_cli("eval", str(tiny_model_dir), "--tasks", ",".join(tasks), "--n-countries", "6", "--limit",
-                   str(limit), "--out", str(tmp_path / "ours"), "--device", "cpu")
-    assert ours.returncode == 0, ours.stderr
-    records = {t: [json.loads(x) for x in (tmp_path / "ours" / "records" / f"{t}.jsonl").read_text().splitlines()]
-               for t in tasks}
-    cmd = lm_eval_command(tiny_model_dir, export_dir, tasks, tmp_path / "lm-eval-out", limit=limit)
-    theirs = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **OFFLINE}, timeout=600)
-    assert theirs.returncode == 0, theirs.stderr[-3000:]
-    samples = read_lm_eval_samples(tmp_path / "lm-eval-out")
+    records, samples = _factlearn_and_lm_eval(tmp_path, tiny_model_dir, tasks, limit)
     assert {t: len(s) for t, s in samples.items()} == {t: limit for t in tasks}
     assert compare_with_lm_eval(records, samples) == {t: [] for t in tasks}
     # predictions are choice texts (not letters), so the comparison checks the text lm-eval picked
