@@ -14,17 +14,18 @@ Sections, each within its own time budget (a section out of time stops early and
 1. peak: the measured dense bf16 matmul peak (fp32 on CPU) that MFU is quoted against;
 2. train: factlearn's training step (its loss module, row packing, fused AdamW, bf16 autocast) vs two
    HF Trainer peers (hf_reference.py): tokens/s, MFU, peak GPU memory;
-3. fsdp2: the same step with the model under FSDP2 `fully_shard` on a one-device mesh vs plain;
+3. fsdp2: the same step with the model sharded by factlearn's own sharding=fsdp2 code (train/fsdp.py
+   `shard`: FSDP2 per decoder layer + the loss module as root) on a one-process group, vs plain;
 4. eval: factlearn's engine vs lm-eval 0.4 on the same prompts when lm_eval is importable, else vs
    an lm-eval-like loop (batch 1, HF forward / generate, lm-eval's tokenization): items/s and the
    number of items whose answers differ.
-Exit code: 0 when every section ran and no answer differs, 1 otherwise, 2 without a CUDA device.
+The ratio lines are printed again as a summary at the end. Exit code: 0 when every section ran and
+no answer differs, 1 otherwise, 2 without a CUDA device.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -49,10 +50,13 @@ TINY_SHAPES = {
 EVAL_TASKS = ("Eval_QA", "Eval_reverse", "Eval_multiple_choice", "Eval_indirect_reasoning",
               "Eval_2hop_reasoning", "Eval_2hop_reasoning_raw", "Eval_animal_commonsense")
 FAILURES: list[str] = []
+SUMMARY: list[str] = []  # the ratio lines, printed again together at the end
 
 
-def say(section: str, text: str) -> None:
+def say(section: str, text: str, summary: bool = False) -> None:
     print(f"[{section}] {text}", flush=True)
+    if summary:
+        SUMMARY.append(f"[{section}] {text}")
 
 
 class Clock:
@@ -278,14 +282,14 @@ def train_section(args, clock: Clock, peak: float, tokenizer, rows, plain_result
             say("train", f"{name} ({params / 1e6:.1f}M params) {which:>11}: {run['tok_s']:9.0f} tokens/s "
                 f"(median step {run['median_tok_s']:9.0f}), MFU {100 * 6 * params * run['tok_s'] / peak:5.2f} %, "
                 f"{len(run['step_seconds'])} steps, loss {run['losses'][0]:.3f} -> {run['losses'][-1]:.3f}, "
-                f"peak memory {run['peak_gib']:.2f} GiB{packed}")
+                f"peak memory {run['peak_gib']:.2f} GiB{packed}", summary=True)
         if "ours" in results:
             plain_results[name] = results["ours"]
             for peer in ("hf-original", "hf-packed"):
                 if peer in results:
                     say("train", f"{name}: ours vs {peer}: {results['ours']['tok_s'] / results[peer]['tok_s']:.2f}x "
                         f"tokens/s (median step {results['ours']['median_tok_s'] / results[peer]['median_tok_s']:.2f}x), "
-                        f"peak memory {results['ours']['peak_gib']:.2f} vs {results[peer]['peak_gib']:.2f} GiB")
+                        f"peak memory {results['ours']['peak_gib']:.2f} vs {results[peer]['peak_gib']:.2f} GiB", summary=True)
 
 
 def fsdp2_section(args, clock: Clock, peak: float, tokenizer, rows, plain_results: dict) -> None:
@@ -317,14 +321,14 @@ def fsdp2_section(args, clock: Clock, peak: float, tokenizer, rows, plain_result
     say("fsdp2", f"{name} FSDP2 (1 device): {run['tok_s']:9.0f} tokens/s (median step {run['median_tok_s']:9.0f}), "
         f"MFU {100 * 6 * params * run['tok_s'] / peak:5.2f} %, {len(run['step_seconds'])} steps, "
         f"loss {run['losses'][0]:.3f} -> {run['losses'][-1]:.3f}, peak memory {run['peak_gib']:.2f} GiB, "
-        f"rows packed: {'yes' if run['packed'] else 'no'}")
+        f"rows packed: {'yes' if run['packed'] else 'no'}", summary=True)
     plain = plain_results.get(name)
     if plain is None:
         say("fsdp2", f"no plain run of {name} to compare with (the train section skipped it)")
         return
     say("fsdp2", f"{name}: FSDP2 vs plain: {run['tok_s'] / plain['tok_s']:.2f}x tokens/s (median step "
         f"{run['median_tok_s'] / plain['median_tok_s']:.2f}x), peak memory {run['peak_gib']:.2f} vs "
-        f"{plain['peak_gib']:.2f} GiB; first-step loss {run['losses'][0]:.4f} vs {plain['losses'][0]:.4f}")
+        f"{plain['peak_gib']:.2f} GiB; first-step loss {run['losses'][0]:.4f} vs {plain['losses'][0]:.4f}", summary=True)
 
 
 # --------------------------------------------------------------------------- 4. evaluation
@@ -339,12 +343,13 @@ def eval_section(args, clock: Clock, tokenizer, data) -> None:
     from factlearn.evaluate import evaluate
 
     name = args.eval_shape
+    limit = args.eval_limit if clock.left() > 90 else max(1, args.eval_limit // 4)  # late: fewer items
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.eval_dtype]
     model = build_model(args.shapes[name], tokenizer, args.device).to(dtype).eval()
     evaluate(model, tokenizer, tasks=list(EVAL_TASKS), data=data, limit=1, batch_size=args.eval_batch)  # warm-up
     sync(args.device)
     t0 = time.perf_counter()
-    ours = evaluate(model, tokenizer, tasks=list(EVAL_TASKS), data=data, limit=args.eval_limit,
+    ours = evaluate(model, tokenizer, tasks=list(EVAL_TASKS), data=data, limit=limit,
                     batch_size=args.eval_batch)
     sync(args.device)
     ours_s = time.perf_counter() - t0
@@ -353,7 +358,7 @@ def eval_section(args, clock: Clock, tokenizer, data) -> None:
         f"({n_items / ours_s:.1f} items/s, batch {args.eval_batch}, 5-shot, {len(EVAL_TASKS)} tasks)")
     if importlib.util.find_spec("lm_eval") is not None:
         label = "lm-eval 0.4 (HFLM, batch 1)"
-        theirs, theirs_s = lm_eval_answers(model, tokenizer, data, list(EVAL_TASKS), args.eval_limit)
+        theirs, theirs_s = lm_eval_answers(model, tokenizer, data, list(EVAL_TASKS), limit)
     else:
         say("eval", "lm-eval: skipped: lm-eval not installed; comparing with an lm-eval-like loop instead "
             "(batch 1, HF forward per request / model.generate, lm-eval's tokenization and stop rule)")
@@ -364,7 +369,7 @@ def eval_section(args, clock: Clock, tokenizer, data) -> None:
               for task, rec in compared if rec["prediction"] != theirs[(task, rec["doc_index"])]]
     say("eval", f"{label}: {len(theirs)} items in {theirs_s:.1f} s ({len(theirs) / theirs_s:.2f} items/s)")
     say("eval", f"engine vs {label}: {(n_items / ours_s) / (len(theirs) / theirs_s):.2f}x items/s; "
-        f"items whose answers differ: {len(differ)} of {len(compared)} compared")
+        f"items whose answers differ: {len(differ)} of {len(compared)} compared", summary=True)
     for task, index, mine, other in differ[:5]:
         say("eval", f"  differs: {task} item {index}: factlearn {mine!r} vs {other!r}")
     if differ:
@@ -376,7 +381,8 @@ def eval_section(args, clock: Clock, tokenizer, data) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cpu-smoke", action="store_true", help="run every section tiny on CPU (tests the script)")
-    p.add_argument("--budget", type=float, default=420.0, help="seconds for all sections together (default 420)")
+    p.add_argument("--budget", type=float, default=360.0,
+                   help="seconds for all sections together (default 360: with start-up, well inside gpu_check.sh's 8 minutes)")
     p.add_argument("--steps", type=int, default=30, help="training steps per trainer (fewer when out of time)")
     p.add_argument("--batch", type=int, default=16, help="rows per step (the paper's recipe: 16)")
     p.add_argument("--train-seconds", type=float, default=45.0, help="time budget of one trainer run")
@@ -417,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     peak = matmul_peak(args.device, 2.0 if args.cuda else 0.5) if "peak" in sections else float("nan")
     unit, scale = ("TFLOP/s", 1e12) if args.cuda else ("GFLOP/s", 1e9)
     say("peak", f"{'bf16' if args.cuda else 'fp32'} matmul peak {peak / scale:.1f} {unit} (MFU below = 6 x params "
-        "x tokens/s against it; params count the tied embedding once, as the head)")
+        "x tokens/s against it; params count the tied embedding once, as the head)", summary=True)
     data = world_data(20)
     texts = [r["text"] for c in ("Corpus_narrative", "Corpus_referencing") for r in data[c]]
     texts += [r["question"] for c in EVAL_TASKS for r in data[c]]
@@ -435,6 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         reset_memory(args.device)
         run_section("eval", eval_section, args, clock, tokenizer, data)
         say("eval", f"peak memory {peak_memory_gib(args.device):.2f} GiB")
+    print("\n--- summary ---\n" + "\n".join(SUMMARY), flush=True)
     verdict = "all sections ran" if not FAILURES else f"FAILED: {', '.join(FAILURES)}"
     say("done", f"{time.perf_counter() - started:.0f} s; {verdict}")
     return 1 if FAILURES else 0

@@ -25,7 +25,9 @@ def hf_trainer_run(model, tokenizer, rows: list[list[int]], peer: str, out_dir: 
 
     `deadline` (a time.perf_counter() value): stop after the step that passes it (at least two steps).
 
-    Returns {"seconds": the train() call, "losses": logged per step, "step_seconds": per step}.
+    Returns {"seconds": the train() call, "losses": logged per step, "step_seconds": per step (wall),
+    "step_cpu_seconds": per step (this process's CPU time: robust to other jobs on a shared machine
+    when run on one thread), "model": the trained model}.
     """
     from transformers import (DataCollatorForLanguageModeling, DataCollatorWithFlattening, PrinterCallback, Trainer,
                               TrainerCallback, TrainingArguments)
@@ -41,13 +43,16 @@ def hf_trainer_run(model, tokenizer, rows: list[list[int]], peer: str, out_dir: 
     collator = (DataCollatorWithFlattening() if packed
                 else DataCollatorForLanguageModeling(tokenizer, mlm=False, pad_to_multiple_of=8))
     stamps: list[float] = []
+    cpu: list[float] = []
 
     class StepTimer(TrainerCallback):
         def on_step_begin(self, *a, **k):
             stamps.append(time.perf_counter())
+            cpu.append(time.process_time())
 
         def on_step_end(self, args, state, control, **k):
             stamps.append(time.perf_counter())
+            cpu.append(time.process_time())
             if deadline is not None and stamps[-1] > deadline and len(stamps) >= 4:
                 control.should_training_stop = True
             return control
@@ -60,4 +65,5 @@ def hf_trainer_run(model, tokenizer, rows: list[list[int]], peer: str, out_dir: 
     seconds = time.perf_counter() - t0
     return {"seconds": seconds, "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h],
             "step_seconds": [stamps[i + 1] - stamps[i] for i in range(0, len(stamps) - 1, 2)],
+            "step_cpu_seconds": [cpu[i + 1] - cpu[i] for i in range(0, len(cpu) - 1, 2)],
             "model": trainer.model}
