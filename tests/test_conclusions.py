@@ -245,3 +245,14 @@ def test_control_flags_shapes():
     assert control_flags({"m": {"tasks": {"Eval_QA": {"beyond": False, "acc": 1}}}})[("m", "Eval_QA")]["beyond"] is False
     assert control_flags([{"model": "m", "task": "t", "beyond": True}])[("m", "t")]["beyond"] is True
     assert control_flags(None) == {}
+
+
+def test_f3_is_inconclusive_when_referencing_learned_nothing():
+    """A referencing model whose QA is not above base taught too little to compare generalisation."""
+    contradicted = reasoning_cases("referencing")["contradicted"]
+    learned_nothing = {**contradicted, ("base", QA): items(0), ("referencing", QA): items(1)}
+    entry = finding(conclude(evidence(learned_nothing)), "F3")
+    assert entry["verdict"] == "inconclusive"
+    assert any("taught too little" in note for note in entry["evidence"]["notes"])
+    learned = {**contradicted, ("base", QA): items(0), ("referencing", QA): items(15)}
+    assert verdict(evidence(learned), "F3") == "contradicted"

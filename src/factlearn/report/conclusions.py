@@ -176,7 +176,16 @@ def _reasoning_effect(j: Judge, model: str, a: tuple[str, str], b: tuple[str, st
 
 
 def f3_referencing(j: Judge, model: str, method: str):
-    return _reasoning_effect(j, model, (method, REF), (method, NARR), "referencing - narrative")
+    verdict, measures, notes = _reasoning_effect(j, model, (method, REF), (method, NARR), "referencing - narrative")
+    learned = None if _unmeasurable(j, model, QA) else j.task_diff(model, (method, REF), BASE, QA)
+    if verdict != "not measurable" and learned is not None and learned.ci[0] <= 0:
+        # Comparing how knowledge generalises needs knowledge: a referencing model that did not learn the
+        # facts (QA not above base) cannot show whether referencing generalises better.
+        notes.append(f"referencing training did not raise {QA} above base at {j.pct} ({learned.value:+.2f}, "
+                     f"CI [{learned.ci[0]:.2f}, {learned.ci[1]:.2f}]): it taught too little to compare; "
+                     "train it longer (corpus_overrides.Corpus_referencing=[epochs=N])")
+        return "inconclusive", [*measures, learned], notes
+    return verdict, measures + ([learned] if learned is not None else []), notes
 
 
 def f4_forgetting(j: Judge, model: str, method: str):
@@ -243,7 +252,9 @@ FINDINGS = (
      f2_transfer,
      lambda j: j.effect_rule("(narrative - base on QA) - (narrative - base, mean over the reasoning tasks)")),
     ("F3", "Referencing generalises to reasoning better than narrative.", f3_referencing,
-     lambda j: j.effect_rule("referencing - narrative, mean over the reasoning tasks (paired over items)")),
+     lambda j: j.effect_rule("referencing - narrative, mean over the reasoning tasks (paired over items)")
+     + f" Inconclusive whatever the effect when referencing training did not raise {QA} above base at {j.pct} "
+       "(nothing learned to generalise)."),
     ("F4", "Active forgetting improves narrative's reasoning scores.", f4_forgetting,
      lambda j: j.effect_rule("narrative+forgetting - narrative, mean over the reasoning tasks (paired over items)")),
     ("F5", "Probes: narrative shows the co-occurrence signature (comparison ratio up, negation ratio near zero "
