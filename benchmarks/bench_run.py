@@ -5,9 +5,12 @@
     python benchmarks/bench_run.py eval_limit=12   # with overrides
     python benchmarks/bench_run.py --tiny          # smoke mode: the tiny random model, seconds
 
-Prints seconds per stage (sum of cell times by kind: train, eval, probe, ablate), planning + report
-overhead, the total, and the ratio to the target. The CPU may be shared: the load average at start
-and end is printed so contention is visible.
+Prints seconds per stage (sum of cell times by kind: control, train, eval, probe, ablate), planning +
+report overhead, the total, and the ratio to the target. The CPU may be shared: the load average at
+start and end is printed so contention is visible. Machines of this kind differ 2-4x in fp32 matmul
+speed, so the fp32 matmul peak is measured in the same run (before and after) and the run's cost is
+also given in peak-seconds (wall seconds x measured GFLOP/s), with the time it would take on the
+slowest machine of this kind seen (SLOWEST_GFLOPS).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import time
 from pathlib import Path
 
 TARGET_SECONDS = 15 * 60
+SLOWEST_GFLOPS = 120.0  # the slowest fp32 matmul peak seen on a 2-core machine of this kind
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,18 +51,23 @@ def main(argv: list[str] | None = None) -> int:
     if out.exists():
         shutil.rmtree(out)
     cfg = load_run_config(args.profile, overrides)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_train import matmul_peak_gflops
+
+    peak_start = matmul_peak_gflops()
     load_start = os.getloadavg()
     started = time.time()
     outcome = execute_plan(plan_grid(cfg), out, profile=args.profile)
     total = time.time() - started
     load_end = os.getloadavg()
+    peak = (peak_start + matmul_peak_gflops()) / 2
     results = json.loads((out / "results.json").read_text())
     by_kind = results["timings"]["cell_seconds_by_kind"]
     cpu_by_kind = results["timings"]["cell_cpu_seconds_by_kind"]
     threads = torch_threads()
     print(f"\nfactlearn run benchmark: profile {args.profile} {' '.join(overrides)}")
     print(f"cores: {os.cpu_count()}, load average at start {load_start[0]:.2f}, at end {load_end[0]:.2f}")
-    for kind in ("train", "eval", "probe", "ablate"):
+    for kind in ("control", "train", "eval", "probe", "ablate"):
         if kind in by_kind:
             cells = [c for c in results["cells"] if c["kind"] == kind]
             print(f"  {kind:<8} wall {by_kind[kind]:7.1f} s  cpu {cpu_by_kind[kind]:7.1f} s  ({len(cells)} cells, "
@@ -71,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     unshared = sum(cpu_by_kind.values()) / threads + overhead
     print(f"cpu time {sum(cpu_by_kind.values()):.0f} s over {threads} torch threads -> about "
           f"{unshared / 60:.2f} min unshared; ratio {unshared / TARGET_SECONDS:.2f}")
+    print(f"fp32 matmul peak {peak_start:.0f} -> {peak:.0f} GFLOP/s (mean of start and end); run cost "
+          f"{total * peak / 1000:.0f} peak-TFLOP; on a {SLOWEST_GFLOPS:.0f} GFLOP/s machine about "
+          f"{total * peak / SLOWEST_GFLOPS / 60:.1f} min (ratio {total * peak / SLOWEST_GFLOPS / TARGET_SECONDS:.2f})")
     print((out / "table.md").read_text())
     if not args.out:
         shutil.rmtree(tmp, ignore_errors=True)

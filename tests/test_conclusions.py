@@ -256,3 +256,15 @@ def test_f3_is_inconclusive_when_referencing_learned_nothing():
     assert any("taught too little" in note for note in entry["evidence"]["notes"])
     learned = {**contradicted, ("base", QA): items(0), ("referencing", QA): items(15)}
     assert verdict(evidence(learned), "F3") == "contradicted"
+
+
+def test_terminal_summary_prints_each_verdict_with_its_headline_measure():
+    from factlearn.report.cli import conclusion_lines
+
+    entries = conclude(evidence({("base", QA): items(0), ("narrative", QA): items(18)}))
+    lines = conclusion_lines({"conclusions": entries})
+    assert lines[1].startswith("What this run shows")
+    f1 = next(line for line in lines if line.strip().startswith("F1"))
+    assert "SUPPORTED" in f1 and "narrative - base" in f1 and "p=" in f1
+    assert sum(line.strip()[:2] in {"F1", "F2", "F3", "F4", "F5", "F6"} for line in lines) == len(entries)
+    assert conclusion_lines({"conclusions": []}) == []

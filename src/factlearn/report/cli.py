@@ -26,6 +26,26 @@ def report_command(args) -> int:
     return 0
 
 
+def conclusion_lines(results: dict) -> list[str]:
+    """'What this run shows' for the terminal: one line per finding (verdict, claim, headline measure)."""
+    entries = results.get("conclusions") or []
+    if not entries:
+        return []
+    lines = ["", "What this run shows (rules: README, 'What a run shows'; evidence: results.json 'conclusions'):"]
+    for c in entries:
+        scope = f" [{c['model']}, {c['method']}]" if c.get("model") else ""
+        line = f"  {c['id']} {c['verdict'].upper():<15} {c['claim']}{scope}"
+        measures = c.get("evidence", {}).get("measurements") or []
+        if measures and isinstance(measures[0].get("value"), (int, float)) and measures[0].get("ci95"):
+            m = measures[0]
+            p = f", p={m['p_value']:.2g}" if isinstance(m.get("p_value"), (int, float)) else ""
+            line += f"\n      {m['name']}: {m['value']:+.3f} [{m['ci95'][0]:+.2f}, {m['ci95'][1]:+.2f}]{p}"
+        notes = c.get("evidence", {}).get("notes") or []
+        line += "".join(f"\n      note: {n}" for n in notes[:2])
+        lines.append(line)
+    return lines
+
+
 def print_summary(run_dir: Path, seconds: float | None, executed: int | None, reused: int | None,
                   results: dict | None = None) -> None:
     """The table on stdout, then where the files are."""
@@ -45,6 +65,8 @@ def print_summary(run_dir: Path, seconds: float | None, executed: int | None, re
         console.print(to_markdown(results["table"]["rows"], results["table"]["tasks"],
                                   results["run_config"]["num_fewshot"]), highlight=False, markup=False,
                       soft_wrap=True)
+    for line in conclusion_lines(results):
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
     if results["missing_cells"]:
         console.print(f"{len(results['missing_cells'])} cell(s) not finished; rerun `factlearn run` to complete them.")
     if seconds is not None:
