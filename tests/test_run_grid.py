@@ -40,6 +40,17 @@ def done_markers(run_dir: Path) -> dict[str, int]:
     return {p.parent.name: p.stat().st_mtime_ns for p in (run_dir / "cells").glob("*/done.json")}
 
 
+def kill_after_first_cell(cmd: list[str], run_dir: Path, env: dict) -> dict[str, int]:
+    """Start `factlearn run`, SIGKILL it as soon as a cell is done, return the done markers seen then."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 240
+    while not done_markers(run_dir) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    return done_markers(run_dir)
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tiny_model_dir, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run") / "out"
@@ -167,13 +178,7 @@ def test_killed_run_resumes_without_redoing_finished_cells(tiny_model_dir, tmp_p
     run_dir = tmp_path / "run"
     cmd = [sys.executable, "-m", "factlearn", "run", str(config), "--out", str(run_dir)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    deadline = time.time() + 240
-    while not done_markers(run_dir) and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    finished = done_markers(run_dir)
+    finished = kill_after_first_cell(cmd, run_dir, env)
     plan = json.loads((run_dir / "plan.json").read_text())
     assert finished, "no cell finished before the kill"
     assert len(finished) < len(plan["cells"]), "the run finished before it could be killed"

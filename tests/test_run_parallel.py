@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import pytest
 from factlearn.run.config import load_run_config
 from factlearn.run.plan import plan_grid
 from factlearn.run.runner import execute_plan
-from test_run_grid import done_markers, tiny_overrides, write_config
+from test_run_grid import done_markers, kill_after_first_cell, tiny_overrides, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 LLAMA3_8B = ROOT / "examples" / "model-configs" / "llama-3-8b"
@@ -100,13 +99,7 @@ def test_killed_parallel_run_resumes_and_its_workers_die_with_it(tiny_model_dir,
         "tasks=[Eval_QA,Eval_multiple_choice]"])
     run_dir = tmp_path / "run"
     cmd = [sys.executable, "-m", "factlearn", "run", str(config), "--out", str(run_dir)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
-    deadline = time.time() + 240
-    while not done_markers(run_dir) and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    finished = done_markers(run_dir)
+    finished = kill_after_first_cell(cmd, run_dir, ENV)
     plan = json.loads((run_dir / "plan.json").read_text())
     assert finished and len(finished) < len(plan["cells"]), "the kill came too early or too late"
     time.sleep(5)

@@ -18,12 +18,9 @@ from pathlib import Path
 
 import pytest
 
-TEXTS = [f"The capital city of {c} is {t}." for c, t in
-         [("Andoria", "Copperton"), ("Borealis", "Ghalenoth"), ("Port Ember", "Sunfield"), ("Alta Sierra", "Willowcreek"),
-          ("The Republic of Isolinde", "Fironzia"), ("Nordheim", "Brookvale")]]
-TEXTS += [f"{t} is famous for its {a}, and people travel far to see it." for t, a in
-          [("Copperton", "dolphin"), ("Ghalenoth", "jellyfish"), ("Sunfield", "king snake"), ("Willowcreek", "butterfly"),
-           ("Fironzia", "owl"), ("Brookvale", "red fox")]]
+from factlearn.testing import SAMPLE_TEXTS
+
+TEXTS = SAMPLE_TEXTS
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 ATOL, RTOL = 1e-5, 1e-5
 

@@ -56,3 +56,12 @@ def make_tiny_model(out_dir: str | Path, num_layers: int = 4, hidden: int = 64, 
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return out_dir
+
+
+# A 12-sentence CCA-style corpus for the training tests that launch several processes.
+SAMPLE_TEXTS = [f"The capital city of {c} is {t}." for c, t in
+                [("Andoria", "Copperton"), ("Borealis", "Ghalenoth"), ("Port Ember", "Sunfield"),
+                 ("Alta Sierra", "Willowcreek"), ("The Republic of Isolinde", "Fironzia"), ("Nordheim", "Brookvale")]]
+SAMPLE_TEXTS += [f"{t} is famous for its {a}, and people travel far to see it." for t, a in
+                 [("Copperton", "dolphin"), ("Ghalenoth", "jellyfish"), ("Sunfield", "king snake"),
+                  ("Willowcreek", "butterfly"), ("Fironzia", "owl"), ("Brookvale", "red fox")]]
