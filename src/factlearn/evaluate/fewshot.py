@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from factlearn.errors import UserError
-from factlearn.evaluate.tasks import Task
+from factlearn.evaluate.tasks import CHOICE_KINDS, Task
 
 FEWSHOT_SEED = 42
 SAME_SPLIT = "same-split"  # the original: shots drawn from the whole eval split
@@ -53,7 +53,8 @@ def fact_keys(task: Task, docs: Sequence[dict], entities: Iterable[str]) -> list
     keys = []
     for doc in docs:
         mentioned = set(pattern.findall(str(doc.get("question", ""))))
-        gold = task.gold(doc) if task.kind != "multiple_choice" else list(doc["choices"])[int(doc["answer"])]
+        # the gold answer's text (for letter MC, the chosen choice rather than its letter)
+        gold = str(list(doc["choices"])[int(doc["answer"])]) if task.kind in CHOICE_KINDS else task.gold(doc)
         if gold in names:
             mentioned.add(gold)
         keys.append(frozenset(mentioned))

@@ -14,10 +14,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run", help="the paper's experiment grid end to end: train, evaluate, probe, ablate, report",
         description="Generate a world, train on Narrative and Referencing text (and Narrative with active "
-        "forgetting), evaluate base and trained models on the seven 5-shot tasks, run the probes and the "
+        "forgetting), evaluate the capability control, base and trained models on the seven 5-shot tasks and "
+        "the two cloze forms, run the probes and the "
         "layer-wise ablation, and write results.json, table.md/.csv, plots and report.html into the run "
         "folder. Finished cells are reused on a rerun; a changed setting recomputes only what it affects. "
-        "Profiles: default (CPU-sized, <= 15 min on 2 cores), paper (20 countries, original recipe, 3 seeds).")
+        "Profiles: default (CPU-sized, <= 15 min on 2 cores), cpu-full (44 countries, the power to conclude, "
+        "about an hour), paper (20 countries, original recipe, 3 seeds).")
     p.add_argument("profile", nargs="?", default="default",
                    help="run profile name (default, paper) or a run config .yaml (default: default)")
     p.add_argument("overrides", nargs="*", metavar="key=value",

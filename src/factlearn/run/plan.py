@@ -344,13 +344,13 @@ def plan_grid(cfg: RunConfig, world: RunWorld | None = None, config_only: bool =
 
 
 def _control_tasks(cfg: RunConfig) -> list[str]:
-    """The run's tasks that have a capability control (none when control=false)."""
+    """The run's tasks that have a capability control, in the run's order (none when control=false)."""
     if not cfg.control:
         return []
-    from factlearn.data.control import CONTROL_CONFIGS
-    from factlearn.evaluate.tasks import get_tasks
+    from factlearn.evaluate.control import control_tasks
 
-    return [t.name for t in get_tasks(list(cfg.tasks)) if t.config in CONTROL_CONFIGS]
+    with_control = {t.name for t in control_tasks()}
+    return [name for name in cfg.tasks if name in with_control]
 
 
 def probe_templates(source: str | None = None) -> dict[str, list[str]]:
