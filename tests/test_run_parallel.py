@@ -114,6 +114,98 @@ def test_killed_parallel_run_resumes_and_its_workers_die_with_it(tiny_model_dir,
     assert [p.name for p in (run_dir / "cells").iterdir() if p.name.startswith(".")] == []
 
 
+# A grid with two training cells (plain, then active forgetting from its weights) and one eval each
+SHARDED_GRID = ["corpora=[Corpus_narrative]", "analyses=[]", "control=false", "forgetting.methods=[full]",
+                "tasks=[Eval_QA,Eval_multiple_choice_cloze]"]
+
+
+def test_sharded_training_cells_end_where_the_unsharded_grid_ends(tiny_model_dir, tmp_path):
+    """train_sharding=fsdp2: each training cell runs as 2 FSDP2 ranks (torchrun, gloo) splitting the
+    recipe's batch, alone on the machine; forgetting resets sharded weights. Same cells (keys), weights
+    within atol 1e-5 of the unsharded grid (float sums in another order), the same eval metrics."""
+    from safetensors.torch import load_file
+    import torch
+
+    plain, sharded = tmp_path / "plain", tmp_path / "sharded"
+    execute_plan(plan_grid(load_run_config("default", tiny_overrides(tiny_model_dir) + SHARDED_GRID)), plain,
+                 profile="t")
+    cfg = load_run_config("default", tiny_overrides(tiny_model_dir) + SHARDED_GRID +
+                          ["train_sharding=fsdp2", "train_processes=2", "workers=2"])
+    execute_plan(plan_grid(cfg), sharded, profile="t")
+
+    cells = json.loads((sharded / "plan.json").read_text())["cells"]
+    train_keys = [c["key"] for c in cells if c["kind"] == "train"]
+    assert done_markers(plain).keys() == done_markers(sharded).keys() and len(train_keys) == 2
+    for key in train_keys:
+        told = (sharded / "cells" / key / "train_config.yaml").read_text()
+        assert "sharding: fsdp2" in told and "batch_size: 4" in told  # the recipe's 8 split over 2 ranks
+        sa, sb = (json.loads((d / "cells" / key / "model" / "train_summary.json").read_text()) for d in (plain, sharded))
+        assert (sa["processes"], sb["processes"], sb["sharding"]) == (1, 2, "fsdp2")
+        assert sa["global_batch_rows"] == sb["global_batch_rows"] == 8 and sa["steps"] == sb["steps"]
+        a, b = (load_file(d / "cells" / key / "model" / "model.safetensors") for d in (plain, sharded))
+        assert a.keys() == b.keys()
+        assert max((a[n] - b[n]).abs().max().item() for n in a) < 1e-5
+        assert not torch.equal(a["model.norm.weight"], load_file(Path(tiny_model_dir) / "model.safetensors")
+                               ["model.norm.weight"])  # it trained
+    ra, rb = (json.loads((d / "results.json").read_text()) for d in (plain, sharded))
+    assert [e["metrics"] for e in ra["evaluations"]] == [e["metrics"] for e in rb["evaluations"]]
+
+    info = {p.parent.name: json.loads(p.read_text()) for p in (sharded / "cells").glob("*/done.json")}
+    for key in train_keys:  # nothing ran beside a sharded cell: it holds every device
+        t = info[key]
+        assert all(o["finished"] <= t["started"] or o["started"] >= t["finished"] for k, o in info.items() if k != key)
+
+
+def _ranks_of(run_dir: Path) -> list[int]:
+    """PIDs of the processes training a cell of `run_dir` sharded (their command line names its config)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if proc.name.isdigit() and str(run_dir) in cmd and "train_config.yaml" in cmd:
+            pids.append(int(proc.name))
+    return pids
+
+
+def test_killing_the_grid_kills_the_ranks_of_its_sharded_cell(tiny_model_dir, tmp_path):
+    """torchrun puts each rank in a session of its own; the grid's launcher and the ranks die with their
+    parents, so a SIGKILLed run leaves nothing training into its folder, and the rerun completes."""
+    config = write_config(tmp_path / "tiny.yaml", tiny_model_dir, SHARDED_GRID + [
+        "train_sharding=fsdp2", "train_processes=2", "recipes.full.overrides=[epochs=40,batch_size=8,lr=1e-3]"])
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "factlearn", "run", str(config), "--out", str(run_dir)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    deadline = time.time() + 240
+    while len(_ranks_of(run_dir)) < 2 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    assert len(_ranks_of(run_dir)) >= 2, "the sharded training cell never started its ranks"
+    proc.kill()
+    proc.wait(timeout=30)
+    deadline = time.time() + 30
+    while _ranks_of(run_dir) and time.time() < deadline:
+        time.sleep(0.2)
+    assert _ranks_of(run_dir) == []
+    assert not any(p.name.startswith("train-") for p in (run_dir / "cells").glob("*/done.json"))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["train_sharding=fsdp2"], "needs its processes"),
+    (["train_sharding=fsdp2", "train_processes=1"], "at least 2 processes"),
+    (["train_processes=2"], "add train_sharding=fsdp2"),
+    (["train_sharding=zero3"], "train_sharding must be one of"),
+    (["train_sharding=fsdp2", "train_processes=3"], "does not split over 3"),
+])
+def test_bad_sharded_training_input_is_one_line_and_writes_no_cell(tiny_model_dir, tmp_path, extra, message):
+    proc = factlearn("run", *tiny_overrides(tiny_model_dir), *SHARDED_GRID, *extra, "--out", str(tmp_path / "run"),
+                     cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("factlearn: error:")]
+    assert len(errors) == 1 and message in errors[0] and "Traceback" not in proc.stderr
+    assert not list((tmp_path / "run").glob("cells/*/done.json"))
+
+
 def _plan_lines(stdout: str) -> dict[str, list[str]]:
     """Cell lines of a --plan report, by title."""
     rows = {}

@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from factlearn.processes import die_with_parent_if_asked
+
+    die_with_parent_if_asked()  # a rank of a grid's sharded training cell ends with its launcher (run/sharded.py)
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)

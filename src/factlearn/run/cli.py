@@ -21,11 +21,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Profiles: default (CPU-sized, <= 15 min on 2 cores), cpu-full (44 countries, the power to conclude, "
         "about an hour), paper (20 countries, original recipe, 3 seeds).")
     p.add_argument("profile", nargs="?", default="default",
-                   help="run profile name (default, paper) or a run config .yaml (default: default)")
+                   help="run profile name (default, cpu-full, paper) or a run config .yaml (default: default)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="config overrides, e.g. seeds=[1,2,3] 'models=[smollm2-135m]' methods=[full,lora] "
                         "eval_limit=20 analyses=[probe] recipes.full.overrides=[epochs=5]; cells at once: "
-                        "workers=N (processes sharing the CPU), devices=[0,1] or devices=all (one cell per GPU)")
+                        "workers=N (processes sharing the CPU), devices=[0,1] or devices=all (one cell per GPU); a "
+                        "training cell sharded over every GPU: train_sharding=fsdp2 (on CPU add train_processes=N)")
     p.add_argument("--out", default=None, metavar="DIR", help="run folder (default: the config's `out`, else runs/<profile>)")
     p.add_argument("--plan", nargs="*", default=None, metavar="key=value",
                    help="print every cell with its predicted time and peak memory per device and whether it fits, "

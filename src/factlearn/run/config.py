@@ -92,6 +92,9 @@ class RunConfig:
     device: str = "auto"
     workers: Optional[int] = None  # cells run at once, each in its own process; null = one per device, else 1
     devices: Any = None  # GPUs that run cells, one cell per GPU at a time: null (just `device`), all, or [0,1,...]
+    # Other cells wait while a sharded training cell runs (run/sharded.py).
+    train_sharding: str = "none"  # fsdp2: a training cell takes every GPU of devices (or train_processes), sharded
+    train_processes: Optional[int] = None  # processes of a sharded training cell; null = one per GPU of devices
     hardware: HardwareOptions = field(default_factory=HardwareOptions)
     out: Optional[str] = None  # run folder; None -> runs/<profile>
 
@@ -164,6 +167,7 @@ class RunConfig:
         if devices is not None and self.device not in ("auto", "cuda"):
             raise UserError(f"devices={devices} runs cells on GPUs but device={self.device}; set device=auto "
                             "or drop devices (workers=N runs cells in parallel on the CPU)")
+        self._check_train_sharding()
         hw = self.hardware
         if hw.sharding not in SHARDINGS:
             raise UserError(f"hardware.sharding must be one of {', '.join(SHARDINGS)}, got {hw.sharding}")
@@ -171,6 +175,22 @@ class RunConfig:
                            ("hardware.tflops", hw.tflops)):
             if value is not None and value <= 0:
                 raise UserError(f"{key} must be > 0 or null (this machine), got {value}")
+
+
+    def _check_train_sharding(self) -> None:
+        if self.train_sharding not in SHARDINGS:
+            raise UserError(f"train_sharding must be one of {', '.join(SHARDINGS)}, got {self.train_sharding}")
+        if self.train_sharding == "none":
+            if self.train_processes is not None:
+                raise UserError("train_processes is the process count of a sharded training cell; add "
+                                "train_sharding=fsdp2 or drop train_processes")
+            return
+        if self.train_processes is None and self.devices is None:
+            raise UserError("train_sharding=fsdp2 needs its processes: train_processes=N on the CPU, or devices=all "
+                            "(or a list) for one process per GPU")
+        if self.train_processes is not None and self.train_processes < 2:
+            raise UserError(f"train_sharding=fsdp2 shards over at least 2 processes, got train_processes="
+                            f"{self.train_processes}; use train_processes=2 or more, or drop train_sharding")
 
 
 def _need_subset(key: str, values: list[str], allowed: tuple[str, ...], allow_empty: bool = False) -> None:

@@ -36,10 +36,11 @@ class CellExecutor:
     """Runs cells of one GridPlan; `log` receives short status lines for the progress display."""
 
     def __init__(self, plan: GridPlan, store: CellStore, log: Callable[[str], None] = lambda _: None,
-                 on_train_progress: Callable[[int, int], None] | None = None):
+                 on_train_progress: Callable[[int, int], None] | None = None, train_gpus: list[str] | None = None):
         self.plan = plan
         self.store = store
         self.log = log
+        self.train_gpus = train_gpus or []  # every GPU of the run: what a sharded training cell spreads over
         self.on_train_progress = on_train_progress  # also told (steps done, total): a worker's parent
         self._loaded: tuple[str, Any] | None = None  # (model location, (model, tokenizer))
         self._live: tuple[int, int] | None = None  # (optimizer steps done, total) of the running train cell
@@ -85,18 +86,30 @@ class CellExecutor:
         train_cfg = with_first_pass(self.plan.train_cfgs[cell.key], save=str(folder / TRAINED_SUBDIR),
                                     first_pass=None if first_pass is None else str(first_pass))
         self._loaded = None  # training needs the memory
-        # The trainer's own tqdm bar would fight the run's progress display; keep it (and any warnings)
-        # in the cell folder instead. tqdm picks up sys.stderr when the bar is created.
-        try:
-            with open(folder / "train_stderr.txt", "w") as err, contextlib.redirect_stderr(err):
-                out = Path(train(train_cfg, on_progress=self._on_train_progress))
-        finally:
-            self._live = None
+        if self.plan.cfg.train_sharding != "none":
+            out = self._train_sharded(train_cfg, folder)
+        else:
+            # The trainer's own tqdm bar would fight the run's progress display; keep it (and any warnings)
+            # in the cell folder instead. tqdm picks up sys.stderr when the bar is created.
+            try:
+                with open(folder / "train_stderr.txt", "w") as err, contextlib.redirect_stderr(err):
+                    out = Path(train(train_cfg, on_progress=self._on_train_progress))
+            finally:
+                self._live = None
         write_curve_log(out / "train_log.jsonl", folder / CURVE_LOG,
                         first_pass / "train_log.jsonl" if first_pass is not None else None)
         summary_file = out / "train_summary.json"
         summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
         return {"summary": summary, "config": to_dict(train_cfg)}
+
+    def _train_sharded(self, train_cfg, folder: Path) -> Path:
+        """The cell trained by FSDP2 ranks over every device of the run (run/sharded.py)."""
+        from factlearn.run.sharded import train_sharded
+        from factlearn.run.workers import cpu_cores, sharded_train_processes
+
+        processes = sharded_train_processes(self.plan.cfg, self.train_gpus)
+        self.log(f"training sharded over {processes} processes")
+        return train_sharded(train_cfg, folder, processes, self.train_gpus, cpu_cores())
 
     def _run_eval(self, cell: Cell, folder: Path) -> dict:
         from factlearn.evaluate import evaluate

@@ -69,17 +69,20 @@ def execute_plan(plan: GridPlan, run_dir: str | Path, console: Console | None = 
     otherwise one after another in this process. Either way only this process writes the run's files."""
     from factlearn.report.build import build_report
     from factlearn.run.execute import CellExecutor
-    from factlearn.run.workers import worker_slots
+    from factlearn.run.sharded import check_batches_split
+    from factlearn.run.workers import chosen_gpus, sharded_train_processes, worker_slots
 
     # A fixed file, not "whatever sys.stderr is": training redirects sys.stderr while it runs.
     console = console or Console(file=sys.stderr)
     run_dir = Path(run_dir)
     check_runs_here(plan.cfg)
     slots = worker_slots(plan.cfg, len(plan.cells))  # bad workers/devices fail here, before anything is written
+    if processes := sharded_train_processes(plan.cfg, chosen_gpus(plan.cfg)):
+        check_batches_split(plan.train_cfgs.values(), processes)
     started = time.time()
     outcome = RunOutcome(run_dir=run_dir)
     store = CellStore(run_dir)
-    executor = None if slots else CellExecutor(plan, store)
+    executor = None if slots else CellExecutor(plan, store, train_gpus=chosen_gpus(plan.cfg))
     live: dict[str, tuple[int, int]] = {}  # workers' running train cells: (steps done, total)
 
     def live_of(cell) -> tuple[int, int] | None:
@@ -139,6 +142,8 @@ def _run_in_workers(plan: GridPlan, store: CellStore, slots, progress: RunProgre
         outcome.executed.append(cell.key)
         progress.finish(cell, seconds)
 
+    sharded = plan.cfg.train_sharding != "none"
     run_parallel([c for c in plan.cells if c.key not in done], plan_payload(plan), store, slots, done=done,
                  on_start=progress.start, on_finish=finish, on_log=progress.stage,
-                 on_progress=lambda cell, steps, total: live.__setitem__(cell.key, (steps, total)))
+                 on_progress=lambda cell, steps, total: live.__setitem__(cell.key, (steps, total)),
+                 exclusive=lambda cell: sharded and cell.kind == "train")

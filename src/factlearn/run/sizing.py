@@ -183,4 +183,7 @@ def plan_hardware(cfg: RunConfig, workers: int) -> estimate.Hardware:
             raise UserError(f"hardware.sharding=fsdp2 with {machine.count} GPU shards nothing (one process holds "
                             "everything); set hardware.gpus=N with N >= 2, or hardware.sharding=none")
     flops = hw.tflops * 1e12 if hw.tflops else None
-    return dataclasses.replace(machine, sharding=hw.sharding, flops=flops)
+    sharding = hw.sharding
+    if hw.gpus is None and cfg.train_sharding == "fsdp2" and machine.kind == "cuda" and machine.count >= 2:
+        sharding = "fsdp2"  # this machine's run shards its training cells over its GPUs (on CPU: one RAM anyway)
+    return dataclasses.replace(machine, sharding=sharding, flops=flops)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from factlearn.errors import UserError
+from factlearn.processes import die_with_parent
 from factlearn.run.cells import Cell, CellStore
 from factlearn.run.config import RunConfig
 
@@ -32,6 +33,7 @@ class WorkerSlot:
     index: int
     gpu: str | None  # the CUDA_VISIBLE_DEVICES entry of its GPU
     threads: int
+    all_gpus: tuple[str, ...] = ()  # every GPU of the run: a sharded training cell takes them all
 
     @property
     def name(self) -> str:
@@ -64,28 +66,47 @@ def worker_count(cfg: RunConfig) -> int:
     return len(cfg.devices) if cfg.devices else 1
 
 
+def chosen_gpus(cfg: RunConfig) -> list[str]:
+    """CUDA_VISIBLE_DEVICES entries of the GPUs `devices` chooses ([] = none chosen); a missing GPU is a UserError."""
+    if cfg.devices is None:
+        return []
+    visible = visible_gpus()
+    if cfg.devices == "all":
+        if not visible:
+            raise UserError("devices=all but no CUDA GPU is visible; drop devices (workers=N runs cells in "
+                            "parallel on the CPU)")
+        return visible
+    missing = [d for d in cfg.devices if d >= len(visible)]
+    if missing and not visible:
+        raise UserError(f"devices {missing} do not exist: this machine has no CUDA GPU; drop devices "
+                        "(workers=N runs cells in parallel on the CPU)")
+    if missing:
+        raise UserError(f"devices {missing} do not exist: this machine has GPUs 0..{len(visible) - 1}; "
+                        "choose from those, or devices=all")
+    return [visible[d] for d in cfg.devices]
+
+
+def sharded_train_processes(cfg: RunConfig, gpus: list[str]) -> int:
+    """Processes of a sharded training cell (0 = cells train in their own process); checked against the GPUs."""
+    if cfg.train_sharding == "none":
+        return 0
+    processes = cfg.train_processes if cfg.train_processes is not None else len(gpus)
+    if gpus and processes > len(gpus):
+        raise UserError(f"train_processes={processes} is more than the {len(gpus)} GPUs chosen with devices; "
+                        "drop train_processes (one process per GPU) or choose more devices")
+    if processes < 2:
+        raise UserError(f"train_sharding=fsdp2 shards over at least 2 processes but devices chooses {len(gpus)} "
+                        "GPU; choose more devices, or drop train_sharding")
+    return processes
+
+
 def worker_slots(cfg: RunConfig, n_cells: int) -> list[WorkerSlot]:
     """The worker processes a run uses; [] means today's sequential loop in this process.
 
     Bad choices (a GPU that is not there, more workers than cells) are UserErrors, raised before
     anything is written."""
-    gpus: list[str] = []
-    if cfg.devices is not None:
-        visible = visible_gpus()
-        if cfg.devices == "all":
-            if not visible:
-                raise UserError("devices=all but no CUDA GPU is visible; drop devices (workers=N runs cells in "
-                                "parallel on the CPU)")
-            gpus = visible
-        else:
-            missing = [d for d in cfg.devices if d >= len(visible)]
-            if missing and not visible:
-                raise UserError(f"devices {missing} do not exist: this machine has no CUDA GPU; drop devices "
-                                "(workers=N runs cells in parallel on the CPU)")
-            if missing:
-                raise UserError(f"devices {missing} do not exist: this machine has GPUs 0..{len(visible) - 1}; "
-                                "choose from those, or devices=all")
-            gpus = [visible[d] for d in cfg.devices]
+    gpus = chosen_gpus(cfg)
+    sharded_train_processes(cfg, gpus)
     workers = cfg.workers if cfg.workers is not None else max(len(gpus), 1)
     if gpus and workers < len(gpus):
         raise UserError(f"workers={workers} is fewer than the {len(gpus)} devices chosen; drop workers (one per "
@@ -96,25 +117,14 @@ def worker_slots(cfg: RunConfig, n_cells: int) -> list[WorkerSlot]:
     if workers == 1 and not gpus:
         return []
     threads = max(1, cpu_cores() // workers)
-    return [WorkerSlot(i, gpus[i % len(gpus)] if gpus else None, threads) for i in range(workers)]
+    return [WorkerSlot(i, gpus[i % len(gpus)] if gpus else None, threads, tuple(gpus)) for i in range(workers)]
 
 
 # -- the worker process ------------------------------------------------------------------------------
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent dies, so no orphan keeps writing cells."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # elsewhere a worker still ends when its task queue closes
-
-
 def worker_main(slot: WorkerSlot, plan_bytes: bytes, run_dir: str, tasks, results) -> None:
     """A worker's life: pin itself, then compute the cells it is sent (keys) until it gets None."""
-    _die_with_parent()
+    die_with_parent()
     if slot.gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = slot.gpu  # before torch touches CUDA
     import torch
@@ -128,6 +138,7 @@ def worker_main(slot: WorkerSlot, plan_bytes: bytes, run_dir: str, tasks, result
     cells = {c.key: c for c in plan.cells}
     store = CellStore(run_dir)
     executor = CellExecutor(plan, store, log=lambda text: results.put(("log", slot.index, text)),
+                            train_gpus=list(slot.all_gpus),
                             on_train_progress=lambda done, total: results.put(("progress", slot.index, done, total)))
     while (key := tasks.get()) is not None:
         cell = cells[key]
@@ -165,12 +176,15 @@ class CellFailed(RuntimeError):
 
 def run_parallel(cells: list[Cell], plan_bytes: bytes, store: CellStore, slots: list[WorkerSlot], *,
                  done: set[str], on_start: Callable[[Cell], None], on_finish: Callable[[Cell, float], None],
-                 on_progress: Callable[[Cell, int, int], None], on_log: Callable[[str], None]) -> None:
+                 on_progress: Callable[[Cell, int, int], None], on_log: Callable[[str], None],
+                 exclusive: Callable[[Cell], bool] = lambda cell: False) -> None:
     """Compute `cells` (plan order, none finished) on the workers; `done`: keys already finished.
 
     A cell is sent when all its deps are in `done`; an idle worker prefers a ready cell that reads the
-    model it used last (it may still hold it loaded). After a failure no new cell starts; the running
-    ones finish (their folders are valid), then the failure is raised.
+    model it used last (it may still hold it loaded). An `exclusive` cell (a sharded training cell: it
+    takes every device) starts only when no other cell runs, and nothing starts beside it. After a
+    failure no new cell starts; the running ones finish (their folders are valid), then the failure is
+    raised.
     """
     import multiprocessing
 
@@ -190,7 +204,11 @@ def run_parallel(cells: list[Cell], plan_bytes: bytes, store: CellStore, slots: 
         while pending or any(w.cell for w in workers):
             if failure is None:
                 for w in workers:
-                    if w.cell is None and (cell := _next_cell(pending, done, last_model.get(w.slot.index))):
+                    running = [o.cell for o in workers if o.cell is not None]
+                    if any(exclusive(c) for c in running):
+                        break
+                    if w.cell is None and (cell := _next_cell(pending, done, last_model.get(w.slot.index),
+                                                              exclusive if running else None)):
                         pending.remove(cell)
                         w.cell = cell
                         last_model[w.slot.index] = cell.spec.get("model")
@@ -238,9 +256,11 @@ def run_parallel(cells: list[Cell], plan_bytes: bytes, store: CellStore, slots: 
         raise CellFailed(f"{cell.title} [{cell.key}] failed:\n{trace}") from error
 
 
-def _next_cell(pending: list[Cell], done: set[str], model) -> Cell | None:
-    """The first ready cell in plan order, or a ready one reading `model` if there is one."""
-    ready = [c for c in pending if all(d in done for d in c.deps)]
+def _next_cell(pending: list[Cell], done: set[str], model,
+               exclusive: Callable[[Cell], bool] | None = None) -> Cell | None:
+    """The first ready cell in plan order, or a ready one reading `model` if there is one; `exclusive`
+    given (other cells are running): none of the cells it marks."""
+    ready = [c for c in pending if all(d in done for d in c.deps) and not (exclusive and exclusive(c))]
     if not ready:
         return None
     same = [c for c in ready if model is not None and c.spec.get("model") == model]
