@@ -225,6 +225,21 @@ def test_a_tiny_run_on_a_facts_file_completes_and_its_report_names_the_relations
         assert f"relation: {relation}" in html, relation  # its probe prompts
 
 
+def test_n_countries_does_not_change_the_cells_of_a_facts_file_run(generated, tiny_model_dir):
+    """n_countries sizes the built-in generator; with a facts file it is ignored, so it must not split the
+    cache (the keys still follow world_seed, which the facts world uses)."""
+    from factlearn.run.config import load_run_config
+    from factlearn.run.plan import plan_grid
+
+    def keys(*extra: str) -> list[str]:
+        cfg = load_run_config("default", [f"models=[{tiny_model_dir}]", f"data_source={generated / 'facts.yaml'}",
+                                          "analyses=[]", "num_fewshot=1", *extra])
+        return [c.key for c in plan_grid(cfg).cells]
+
+    assert keys("n_countries=6") == keys("n_countries=12")
+    assert keys("world_seed=0") != keys("world_seed=1")
+
+
 def test_eval_skips_tasks_the_world_lacks_and_refuses_when_none_is_left(generated):
     from factlearn.errors import UserError
     from factlearn.evaluate.engine import available_tasks, resolve_data

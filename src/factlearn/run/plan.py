@@ -75,8 +75,9 @@ def make_run_world(cfg: RunConfig) -> RunWorld:
 
     data = load_cca(None, source=cfg.data_source, n_countries=cfg.n_countries, seed=cfg.world_seed)
     rows = {name: data[name].to_list() for name in sorted(data.keys())}
-    spec = {"source": cfg.data_source, "n_countries": cfg.n_countries, "world_seed": cfg.world_seed,
-            "fingerprint": stable_hash(rows)}
+    # n_countries sizes the built-in generator only; a data source fixes its own world
+    spec = {"source": cfg.data_source, "n_countries": None if cfg.data_source else cfg.n_countries,
+            "world_seed": cfg.world_seed, "fingerprint": stable_hash(rows)}
     from factlearn.data.custom import spec_for_source
 
     facts = spec_for_source(cfg.data_source)
@@ -157,8 +158,9 @@ def build_train_config(cfg: RunConfig, method: str, base: BaseModel, corpus: str
                             list(recipe.overrides) + list(cfg.corpus_overrides.get(corpus, [])))
     train_cfg = dataclasses.replace(train_cfg, model=base.path, subset=corpus, n_countries=cfg.n_countries,
                                     data_seed=cfg.world_seed, seed=seed, method=method, device=cfg.device)
-    if cfg.data_source:
+    if cfg.data_source:  # its world is fixed by the source: n_countries (generator only) must not split the cache
         train_cfg.data_source = cfg.data_source
+        train_cfg.n_countries = TrainConfig.n_countries
     train_cfg.check()
     if forget_layer is not None:
         if train_cfg.forget.at_epoch is not None:
