@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "layer-wise ablation, and write results.json, table.md/.csv, plots and report.html into the run "
         "folder. Finished cells are reused on a rerun; a changed setting recomputes only what it affects. "
         "Profiles: default (CPU-sized, <= 15 min on 2 cores), cpu-full (44 countries, the power to conclude, "
-        "about an hour), paper (20 countries, original recipe, 3 seeds).")
+        "about 1 h 20 min), paper (20 countries, original recipe, 3 seeds).")
     p.add_argument("profile", nargs="?", default="default",
                    help="run profile name (default, cpu-full, paper) or a run config .yaml (default: default)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
