@@ -35,6 +35,8 @@ ALLOWED = {
     ("data/export.py", "_write_config"): "inside export()'s atomic_dir",
     # A stream captured while training, inside the cell folder that CellStore.execute builds with atomic_dir.
     ("run/execute.py", "CellExecutor._run_train"): "inside the cell's atomic_dir",
+    # The sharded ranks' output, captured the same way, in the same cell folder.
+    ("run/sharded.py", "train_sharded"): "inside the cell's atomic_dir",
 }
 
 

@@ -37,7 +37,9 @@ def write_config(path: Path, model_dir: Path, extra: list[str] = ()) -> Path:
 
 
 def done_markers(run_dir: Path) -> dict[str, int]:
-    return {p.parent.name: p.stat().st_mtime_ns for p in (run_dir / "cells").glob("*/done.json")}
+    """Finished cells: a done marker in a cell folder, not in one still being built (.<key>.<random>.tmp)."""
+    return {p.parent.name: p.stat().st_mtime_ns for p in (run_dir / "cells").glob("*/done.json")
+            if not p.parent.name.startswith(".")}
 
 
 def kill_after_first_cell(cmd: list[str], run_dir: Path, env: dict) -> dict[str, int]:
