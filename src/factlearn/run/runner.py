@@ -70,19 +70,20 @@ def execute_plan(plan: GridPlan, run_dir: str | Path, console: Console | None = 
     from factlearn.report.build import build_report
     from factlearn.run.execute import CellExecutor
     from factlearn.run.sharded import check_batches_split
-    from factlearn.run.workers import chosen_gpus, sharded_train_processes, worker_slots
+    from factlearn.run.workers import sharded_train_processes, worker_slots
 
     # A fixed file, not "whatever sys.stderr is": training redirects sys.stderr while it runs.
     console = console or Console(file=sys.stderr)
     run_dir = Path(run_dir)
     check_runs_here(plan.cfg)
     slots = worker_slots(plan.cfg, len(plan.cells))  # bad workers/devices fail here, before anything is written
-    if processes := sharded_train_processes(plan.cfg, chosen_gpus(plan.cfg)):
+    gpus = list(slots[0].all_gpus) if slots else []  # the sequential loop runs only when no GPU is chosen
+    if processes := sharded_train_processes(plan.cfg, gpus):
         check_batches_split(plan.train_cfgs.values(), processes)
     started = time.time()
     outcome = RunOutcome(run_dir=run_dir)
     store = CellStore(run_dir)
-    executor = None if slots else CellExecutor(plan, store, train_gpus=chosen_gpus(plan.cfg))
+    executor = None if slots else CellExecutor(plan, store)
     live: dict[str, tuple[int, int]] = {}  # workers' running train cells: (steps done, total)
 
     def live_of(cell) -> tuple[int, int] | None:
