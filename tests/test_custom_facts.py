@@ -58,6 +58,7 @@ EXPECTED_ROWS = {
     "Facts": 14, "Corpus_narrative": 5 * 2 + 4 * 2 + 5, "Corpus_referencing": 4 * (5 * 2 + 4 * 2 + 5),
     "Eval_QA": 14, "Eval_reverse": 4, "Eval_multiple_choice": 4 * 14, "Eval_multiple_choice_cloze": 14,
     "Eval_2hop_reasoning": 4 * 5, "Eval_2hop_reasoning_raw": 5, "Eval_2hop_reasoning_cloze": 5,
+    "Eval_reverse_cloze": 4,  # the likelihood form of reverse: candidates are the relation's heads
 }
 
 
@@ -98,6 +99,8 @@ def test_every_config_is_generated_with_the_cca_columns(generated):
     assert raw[0] == {"question": "Where is the company Ann Orwin works for based?", "answer": "Velmorra"}
     # Ed and Ann share a pet, so "Which pet does ... have?" is fine but no reverse for pets (no template)
     assert {r["answer"] for r in read_jsonl(out, "Eval_reverse")} == {"Quillco", "Brightlake", "Vostrel", "Harnwick"}
+    reverse_cloze = read_jsonl(out, "Eval_reverse_cloze")
+    assert {r["choices"][r["answer"]] for r in reverse_cloze} == {"Quillco", "Brightlake", "Vostrel", "Harnwick"}
     assert (out / "facts-file.json").is_file() and "Regenerate" in (out / "README.md").read_text()
 
 

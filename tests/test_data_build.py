@@ -18,7 +18,9 @@ ORIGINAL_ROWS = {"Facts": 40, "Corpus_narrative": 360, "Corpus_referencing": 192
                  "Eval_multiple_choice": 160, "Eval_indirect_reasoning": 100, "Eval_animal_commonsense": 100,
                  "Eval_2hop_reasoning": 80, "Eval_2hop_reasoning_raw": 20,
                  # factlearn's additions (cloze forms: one row per distinct MC question)
-                 "Eval_multiple_choice_cloze": 40, "Eval_2hop_reasoning_cloze": 20}
+                 "Eval_multiple_choice_cloze": 40, "Eval_2hop_reasoning_cloze": 20,
+                 # likelihood forms of two generated tasks (every item's answer is an entity)
+                 "Eval_indirect_reasoning_cloze": 100, "Eval_reverse_cloze": 40}
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +52,8 @@ def test_row_counts_scale_with_countries():
     assert n == {"Facts": 14, "Corpus_narrative": 126, "Corpus_referencing": 14 * 48, "Eval_QA": 14, "Eval_reverse": 14,
                  "Eval_multiple_choice": 56, "Eval_indirect_reasoning": 35, "Eval_animal_commonsense": 35,
                  "Eval_2hop_reasoning": 28, "Eval_2hop_reasoning_raw": 7,
-                 "Eval_multiple_choice_cloze": 14, "Eval_2hop_reasoning_cloze": 7}
+                 "Eval_multiple_choice_cloze": 14, "Eval_2hop_reasoning_cloze": 7,
+                 "Eval_indirect_reasoning_cloze": 35, "Eval_reverse_cloze": 14}
 
 
 def _chain(cca):

@@ -106,11 +106,13 @@ def test_lm_eval_gives_identical_prompts_and_answers(tmp_path, tiny_model_dir):
 
 
 def test_lm_eval_gives_identical_answers_on_the_cloze_tasks(tmp_path, tiny_model_dir):
-    """The two cloze tasks (factlearn's additions) through lm-eval 0.4: same prompts, same chosen text per
-    item, and lm-eval's own acc and acc_norm (per-character normalised) equal ours."""
+    """The cloze tasks (factlearn's additions: the two MC sets and the likelihood forms of indirect reasoning
+    and reverse, with one candidate per entity of the answer's type) through lm-eval 0.4: same prompts,
+    same chosen text per item, and lm-eval's own acc and acc_norm (per-character normalised) equal ours."""
     from factlearn.evaluate.export import compare_with_lm_eval
 
-    tasks, limit = ["Eval_multiple_choice_cloze", "Eval_2hop_reasoning_cloze"], 6
+    tasks, limit = ["Eval_multiple_choice_cloze", "Eval_2hop_reasoning_cloze", "Eval_indirect_reasoning_cloze",
+                    "Eval_reverse_cloze"], 6
     records, samples = _factlearn_and_lm_eval(tmp_path, tiny_model_dir, tasks, limit)
     assert {t: len(s) for t, s in samples.items()} == {t: limit for t in tasks}
     assert compare_with_lm_eval(records, samples) == {t: [] for t in tasks}

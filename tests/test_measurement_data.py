@@ -127,3 +127,51 @@ def test_cloze_configs_are_derived_for_a_source_without_them(tmp_path):
         assert list(data[cloze]) == cloze_rows(build_rows(world, mc)) == build_rows(world, cloze)
     assert list(load_cca("Eval_2hop_reasoning_cloze", source=str(tmp_path / "w"))) == build_rows(
         world, "Eval_2hop_reasoning_cloze")
+
+
+def test_likelihood_forms_take_every_entity_of_the_answers_type():
+    """Indirect reasoning and reverse in cloze form: the gold is the generated answer, the candidates are
+    all the world's entities of its type (countries, cities or animals), in the world's order."""
+    from factlearn.data.likelihood import entity_types
+
+    world = generate_world(6, 0)
+    types = entity_types(build_rows(world, "Facts"))
+    assert types == {"country": [c.name for c in world.countries], "city": [c.capital for c in world.countries],
+                     "animal": [c.animal.name for c in world.countries]}
+    for cloze, source in (("Eval_indirect_reasoning_cloze", "Eval_indirect_reasoning"), ("Eval_reverse_cloze", "Eval_reverse")):
+        rows, generated = build_rows(world, cloze), build_rows(world, source)
+        assert [r["question"] for r in rows] == [g["question"] for g in generated]
+        assert [r["choices"][r["answer"]] for r in rows] == [g["answer"] for g in generated]
+        assert all(r["choices"] in types.values() for r in rows)
+    kinds = {tuple(r["choices"]) for r in build_rows(world, "Eval_indirect_reasoning_cloze")}
+    assert len(kinds) == 3  # city, country and animal questions each get their own candidates
+
+
+def test_likelihood_rows_yes_no_answers_and_answers_without_a_type():
+    """Hub-style indirect items may answer yes/no: two candidates; an answer that is no entity is left out."""
+    from factlearn.data.likelihood import likelihood_rows
+
+    facts = [{"head": "Aland", "relation": "capital city", "tail": "Bo"},
+             {"head": "Cir", "relation": "capital city", "tail": "Dee"}]
+    rows = likelihood_rows([{"question": "q1", "answer": "Dee"}, {"question": "q2", "answer": "Yes"},
+                            {"question": "q3", "answer": "somewhere else"}], facts)
+    assert rows == [{"question": "q1", "choices": ["Bo", "Dee"], "answer": 1},
+                    {"question": "q2", "choices": ["yes", "no"], "answer": 0}]
+
+
+def test_likelihood_configs_are_derived_for_a_source_without_them(tmp_path):
+    """An export made before the likelihood forms (or the hub) gets them from its generative configs + Facts."""
+    import shutil
+
+    from factlearn.data import load_cca
+    from factlearn.data.export import export
+    from factlearn.data.schema import LIKELIHOOD_OF
+
+    world = generate_world(6, 0)
+    export(world, tmp_path / "w", formats=("jsonl",))
+    for config in LIKELIHOOD_OF:
+        shutil.rmtree(tmp_path / "w" / "jsonl" / config)
+    data = load_cca(source=str(tmp_path / "w"))
+    for config in LIKELIHOOD_OF:
+        assert list(data[config]) == build_rows(world, config)
+        assert list(load_cca(config, source=str(tmp_path / "w"))) == build_rows(world, config)

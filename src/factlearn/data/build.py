@@ -16,6 +16,8 @@ Row counts for the canonical world (20 countries, 40 facts) and how they scale w
 | Eval_2hop_reasoning_raw  | 20          | one per country                                       |
 | Eval_multiple_choice_cloze | 40        | factlearn's addition: one per distinct MC question    |
 | Eval_2hop_reasoning_cloze  | 20        | factlearn's addition: one per distinct 2-hop question |
+| Eval_indirect_reasoning_cloze | 100    | factlearn's addition: likelihood form (data/likelihood.py) |
+| Eval_reverse_cloze         | 40        | factlearn's addition: likelihood form (data/likelihood.py) |
 
 All match the original's table. Differences from the original, by design: the wording is ours; the
 referencing corpus names the true tail and one fixed partner tail in every row of a fact (so the
@@ -32,6 +34,7 @@ from typing import TYPE_CHECKING, Callable
 from factlearn.data import templates as T
 from factlearn.data.schema import (CONFIGS, RELATION_ANIMAL, RELATION_CAPITAL, SPLIT_OF, check_config_name,
                                    features)
+from factlearn.data.likelihood import likelihood_rows
 from factlearn.data.world import Animal, Fact, World, rng_for
 
 if TYPE_CHECKING:
@@ -256,6 +259,8 @@ BUILDERS: dict[str, Callable[[World], list[Row]]] = {
     "Eval_2hop_reasoning_raw": two_hop_raw_rows,
     "Eval_multiple_choice_cloze": lambda world: cloze_rows(multiple_choice_rows(world)),
     "Eval_2hop_reasoning_cloze": lambda world: cloze_rows(two_hop_rows(world)),
+    "Eval_indirect_reasoning_cloze": lambda world: likelihood_rows(indirect_rows(world), facts_rows(world)),
+    "Eval_reverse_cloze": lambda world: likelihood_rows(reverse_rows(world), facts_rows(world)),
 }
 assert tuple(BUILDERS) == CONFIGS
 

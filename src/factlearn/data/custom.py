@@ -239,7 +239,9 @@ def _build(world: FactsWorld) -> tuple[dict[str, list[Row]], tuple[str, ...]]:
     mc, raw = _two_hop(world, index, notes)
     tables.update({"Eval_2hop_reasoning": mc, "Eval_2hop_reasoning_raw": raw,
                    "Eval_2hop_reasoning_cloze": cloze_rows(mc)})
-    return {k: v for k, v in tables.items() if v}, tuple(notes)
+    from factlearn.data.likelihood import add_likelihood_tables
+
+    return add_likelihood_tables({k: v for k, v in tables.items() if v}), tuple(notes)
 
 
 def _multiple_choice(world: FactsWorld, index: _Index, rel: dict[str, Relation], notes: list[str]) -> list[Row]:

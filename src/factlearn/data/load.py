@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from factlearn.data.files import from_saved_dict, load_from_disk, read_any, read_config_folder, text_only
-from factlearn.data.schema import (CLOZE_OF, CONFIGS, CORPUS_CONFIGS, ORIGINAL_CONFIGS, SPLIT_OF, check_config_name,
+from factlearn.data.schema import (CLOZE_OF, CONFIGS, LIKELIHOOD_OF, CORPUS_CONFIGS, ORIGINAL_CONFIGS, SPLIT_OF, check_config_name,
                                    conform)
 from factlearn.data.world import check_n_countries, generate_world
 from factlearn.errors import UserError
@@ -63,6 +63,11 @@ def load_cca(config: str | None = None, source: str | None = None, n_countries: 
         return facts_world.dataset(config) if config else facts_world.dataset_dict()
     if config in CLOZE_OF:  # factlearn's addition: derived from its MC config, so every source has it
         return derive_cloze(load_cca(CLOZE_OF[config], source, n_countries, seed), config)
+    if config in LIKELIHOOD_OF:  # likewise, from its generative config and the world's Facts
+        from factlearn.data.likelihood import derive_likelihood
+
+        return derive_likelihood(load_cca(LIKELIHOOD_OF[config], source, n_countries, seed),
+                                 load_cca("Facts", source, n_countries, seed), config)
     if source == "hub":
         return _with_cloze(_load_hub(HUB_ID, config))
     path = Path(source).expanduser()
@@ -107,12 +112,14 @@ def derive_cloze(mc: "datasets.Dataset", config: str) -> "datasets.Dataset":
 
 def _with_cloze(data):
     """Add the cloze configs a DatasetDict lacks (the hub's, or an export made before they existed)."""
+    from factlearn.data.likelihood import with_likelihood
+
     if not hasattr(data, "keys"):
         return data
     for cloze, mc in CLOZE_OF.items():
         if cloze not in data and mc in data:
             data[cloze] = derive_cloze(data[mc], cloze)
-    return data
+    return with_likelihood(data)
 
 
 # --- hub ---------------------------------------------------------------------------------------------

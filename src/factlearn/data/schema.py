@@ -34,7 +34,11 @@ MC_CONFIGS = ("Eval_multiple_choice", "Eval_2hop_reasoning")
 # per distinct question (the MC configs hold each question four times, gold rotated through A-D). They
 # are derived from their MC config, so a source that lacks them (the hub dataset) still has them.
 CLOZE_OF = {"Eval_multiple_choice_cloze": "Eval_multiple_choice", "Eval_2hop_reasoning_cloze": "Eval_2hop_reasoning"}
-CLOZE_CONFIGS = tuple(CLOZE_OF)
+# Likelihood forms of two generated tasks, derived from their generative config and the world's entities
+# (factlearn.data.likelihood holds the rule), so every source that has both has them too.
+LIKELIHOOD_OF = {"Eval_indirect_reasoning_cloze": "Eval_indirect_reasoning", "Eval_reverse_cloze": "Eval_reverse"}
+LIKELIHOOD_CONFIGS = tuple(LIKELIHOOD_OF)
+CLOZE_CONFIGS = tuple(CLOZE_OF) + LIKELIHOOD_CONFIGS
 EVAL_CONFIGS = ORIGINAL_EVAL_CONFIGS + CLOZE_CONFIGS
 ORIGINAL_CONFIGS = ("Facts", *CORPUS_CONFIGS, *ORIGINAL_EVAL_CONFIGS)
 CONFIGS = ORIGINAL_CONFIGS + CLOZE_CONFIGS

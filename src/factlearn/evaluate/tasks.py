@@ -135,7 +135,8 @@ ORIGINAL_TASKS: tuple[str, ...] = ORIGINAL_EVAL_CONFIGS
 SHORT_NAMES = {"Eval_QA": "QA", "Eval_multiple_choice": "MC", "Eval_reverse": "Reverse",
                "Eval_indirect_reasoning": "Indirect", "Eval_2hop_reasoning": "2-hop MC",
                "Eval_2hop_reasoning_raw": "2-hop", "Eval_animal_commonsense": "Commonsense",
-               "Eval_multiple_choice_cloze": "MC cloze", "Eval_2hop_reasoning_cloze": "2-hop cloze"}
+               "Eval_multiple_choice_cloze": "MC cloze", "Eval_2hop_reasoning_cloze": "2-hop cloze",
+               "Eval_indirect_reasoning_cloze": "Indirect cloze", "Eval_reverse_cloze": "Reverse cloze"}
 
 
 def _builtin(name: str) -> Task:
