@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from factlearn.errors import UserError
 from factlearn.evaluate.fewshot import SAME_SPLIT, Prompt, build_prompts, check_shots, contamination, fact_keys
+from factlearn.evaluate.forms import FormClassifier, answer_types, classify_records
 from factlearn.evaluate.metrics import GENERATIVE_METRICS, choice_predictions, mean
 from factlearn.evaluate.scoring import generate_until, score_choices, score_continuations
 from factlearn.evaluate.tasks import CLOZE, GENERATE, Task, get_tasks
@@ -73,6 +74,13 @@ def world_entities(dataset: Mapping[str, Any]) -> set[str]:
     return {r["head"] for r in rows} | {r["tail"] for r in rows}
 
 
+def answer_form_classifier(dataset: Mapping[str, Any]) -> FormClassifier:
+    """The form classifier of the data's world: its Facts' entity types (none without Facts), yes/no, numbers."""
+    rows = dataset["Facts"] if "Facts" in dataset else []
+    rows = rows.to_list() if hasattr(rows, "to_list") else [dict(r) for r in rows]
+    return FormClassifier(answer_types(rows))
+
+
 def task_docs(dataset: Mapping[str, Any], task: Task) -> list[dict]:
     """The task's documents as plain dicts, in the split's original order."""
     if task.config not in dataset:
@@ -103,6 +111,7 @@ class EvalResult:
     intervals: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # task -> metric -> ci95
     contamination: dict[str, dict] = field(default_factory=dict)  # task -> {"items", "contaminated", "share"}
     capability: dict[str, dict] = field(default_factory=dict)  # control runs only: task -> chance test
+    answer_forms: dict[str, dict] = field(default_factory=dict)  # generated tasks: task -> forms.form_counts
     records: dict[str, list[dict]] = field(default_factory=dict)
     timing: dict[str, float] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
@@ -176,6 +185,7 @@ def evaluate(model, tokenizer, tasks: list[str] | str | None = None, data=None, 
     level = check_level(level)
     dataset = resolve_data(data, [t.config for t in selected] + ["Facts"], n_countries, seed)
     entities = world_entities(dataset)
+    classifier = answer_form_classifier(dataset)
     available = available_tasks(selected, dataset, log)
     skipped = [t.name for t in selected if t not in available]
     selected = available
@@ -198,6 +208,8 @@ def evaluate(model, tokenizer, tasks: list[str] | str | None = None, data=None, 
             run = _run_generate if task.kind == GENERATE else _run_multiple_choice
             records = run(model, tokenizer, task, docs, prompts, batch_size)
             result.records[task.name] = records
+            if task.kind == GENERATE:  # which answers are even of the asked-for kind (forms.py)
+                result.answer_forms[task.name] = classify_records(records, classifier)
             result.metrics[task.name] = {m: mean([r[m] for r in records]) for m in task.metrics}
             result.intervals[task.name] = {m: _interval([r[m] for r in records], level) for m in task.metrics}
             result.timing[task.name] = time.perf_counter() - t0

@@ -21,6 +21,7 @@ def save_results(result: EvalResult, out_dir: str | Path, extra_config: dict | N
     atomic_write_json(out_dir / "results.json", {
         "metrics": result.metrics, "ci95": result.intervals, "contamination": result.contamination,
         **({"capability": result.capability} if result.capability else {}),
+        **({"answer_forms": result.answer_forms} if result.answer_forms else {}),
         "config": {**result.config, **(extra_config or {})}, "versions": stack_versions(), "timing_s": result.timing})
     return out_dir / "results.json"
 
