@@ -236,7 +236,7 @@ def _shard(state) -> None:
 
     loss = causal_lm_loss_module(state.model)  # after init_process_group: no in-place lookup gradient
     fsdp.shard(state.cfg, state.accelerator, state.model, loss)
-    state.loss_module, state.sharded = loss, True
+    state.layout = fsdp.Sharded(loss)
     _prepare_loss(state)  # the packing check, on the sharded module as the trainer does
 
 

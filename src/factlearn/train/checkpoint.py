@@ -27,6 +27,8 @@ import shutil
 from pathlib import Path
 
 from factlearn.atomic import atomic_dir
+from factlearn.errors import UserError
+from factlearn.train import fsdp
 
 CKPT_DIR = "checkpoints"
 _STEP = re.compile(r"^step-(\d+)$")
@@ -68,8 +70,6 @@ def save_checkpoint(save_dir: Path, step: int, model, optimizer, scheduler, posi
 
     rngs = gather_object([rng_state()])  # one per process, in rank order
     if sharded:
-        from factlearn.train import fsdp
-
         weights, optimizer_state = fsdp.gather_state(model, trainable_only=True), fsdp.gather_optimizer_state(model, optimizer)
     if not accelerator.is_main_process:
         accelerator.wait_for_everyone()
@@ -118,11 +118,10 @@ def read_log(ckpt: Path) -> list[dict]:
     return [json.loads(line) for line in (ckpt / "train_log.jsonl").read_text().splitlines() if line.strip()]
 
 
-def load_weights(ckpt: Path, model, sharded_main: bool | None = None) -> None:
+def load_weights(ckpt: Path, model, sharded: bool = False, main: bool = True) -> None:
     """Copy the checkpoint's trainable weights into `model` (names must match exactly).
 
-    `sharded_main`: None for an unsharded model; under sharding=fsdp2 whether this is process 0, which
-    reads the file and broadcasts (collective).
+    `sharded` (sharding=fsdp2): collective; process 0 (`main`) reads the file and broadcasts.
     """
     import torch
     from safetensors import safe_open
@@ -134,14 +133,10 @@ def load_weights(ckpt: Path, model, sharded_main: bool | None = None) -> None:
     missing = [n for n, p in params.items() if p.requires_grad and n not in names]
     unknown = [n for n in names if n not in params]
     if missing or unknown:
-        from factlearn.errors import UserError
-
         raise UserError(f"checkpoint {ckpt} does not match this model (missing {missing[:1]}, unknown {unknown[:1]}); "
                         "resume with the same model and method as the interrupted run")
-    if sharded_main is not None:
-        from factlearn.train import fsdp
-
-        fsdp.load_trainable(model, load_file(str(ckpt / "trainable.safetensors")) if sharded_main else {})
+    if sharded:
+        fsdp.load_trainable(model, load_file(str(ckpt / "trainable.safetensors")) if main else {})
         return
     state = load_file(str(ckpt / "trainable.safetensors"))
     with torch.no_grad():
@@ -149,15 +144,14 @@ def load_weights(ckpt: Path, model, sharded_main: bool | None = None) -> None:
             params[n].copy_(t.to(params[n].device, params[n].dtype))
 
 
-def load_optimizer_and_scheduler(ckpt: Path, optimizer, scheduler, sharded_model=None, main: bool = True) -> None:
-    """`sharded_model`: under sharding=fsdp2, the model; process 0 reads the state and broadcasts (collective)."""
+def load_optimizer_and_scheduler(ckpt: Path, optimizer, scheduler, model, sharded: bool = False,
+                                 main: bool = True) -> None:
+    """`sharded` (sharding=fsdp2): collective; process 0 (`main`) reads the state and broadcasts."""
     import torch
 
-    if sharded_model is not None:
-        from factlearn.train import fsdp
-
+    if sharded:
         state = torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=True) if main else {}
-        fsdp.load_optimizer_state(sharded_model, optimizer, state)
+        fsdp.load_optimizer_state(model, optimizer, state)
     else:
         optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=True))
     scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", map_location="cpu", weights_only=True))

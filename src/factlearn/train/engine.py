@@ -1,17 +1,24 @@
-"""Everything the loop trains with: the accelerator, the model (with its method applied), the optimizer.
+"""Everything the loop trains with: the accelerator, the model (with its method applied), the optimizer,
+and `Replicated`, the layout of a run with one full copy of the model per process.
 
 Each is built once per run (the optimizer once per phase), and every check that needs the loaded
-model runs here, before the first step.
+model runs here, before the first step. The loop (trainer.py) talks to the model's layout over
+processes through one small interface, `Layout`: `Replicated` here (one process, or DDP under
+`accelerate launch`) and `fsdp.Sharded` (sharding=fsdp2).
 """
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+from typing import Any, Callable, ContextManager, Protocol
 
 from factlearn.errors import UserError
+from factlearn.models import load_model, model_fingerprint
 from factlearn.train import forgetting
 from factlearn.train.config import TrainConfig
 from factlearn.train.cpu_memory import own_cpu_weights
+from factlearn.train.loss import causal_lm_loss_module
 
 
 def make_accelerator(cfg: TrainConfig):
@@ -26,9 +33,8 @@ def make_accelerator(cfg: TrainConfig):
     return Accelerator(cpu=not cuda, mixed_precision=precision)
 
 
-def check_engine(accelerator, cfg: TrainConfig | None = None) -> None:
-    """Refuse what this loop cannot drive, before any work: DeepSpeed, accelerate's FSDP plugin, and
-    sharding=fsdp2 without several processes.
+def check_engine(accelerator) -> None:
+    """Refuse what this loop cannot drive, before any work: DeepSpeed and accelerate's FSDP plugin.
 
     Why DeepSpeed is refused: it needs model and optimizer prepared together and owns the step, while
     this loop builds a fresh optimizer per phase (after a forgetting reset) and steps it itself.
@@ -43,16 +49,10 @@ def check_engine(accelerator, cfg: TrainConfig | None = None) -> None:
         raise UserError(f"DeepSpeed is not supported by factlearn train yet; {hint}")
     if accelerator.distributed_type == DistributedType.FSDP:
         raise UserError(f"accelerate's FSDP plugin (--use_fsdp) is not supported by factlearn train yet; {hint}")
-    if cfg is not None and cfg.sharding == "fsdp2":
-        from factlearn.train.fsdp import check_fsdp
-
-        check_fsdp(cfg, accelerator)
 
 
 def build_model(cfg: TrainConfig, device: str):
     """Load the model (fp32 master weights) and apply the method; validate the forgetting layer."""
-    from factlearn.models import load_model
-
     forget = cfg.forget
     continues_full_run = bool(forget.from_model) and cfg.method == "full"
     if continues_full_run and (Path(forget.from_model) / "adapter_config.json").is_file():
@@ -96,8 +96,6 @@ def first_pass_reset(cfg: TrainConfig, model, device: str) -> None:
     if cfg.method == "lora":
         forgetting.load_lower_lora_layers(model, forget.from_model, forget.start_layer)
         return
-    from factlearn.models import load_model, model_fingerprint
-
     pretrained, _ = load_model(cfg.model, device="cpu", dtype="fp32")
     if model_fingerprint(pretrained.config) != model_fingerprint(model.config):
         raise UserError(f"forget.from_model={forget.from_model} was not trained from model={cfg.model}; "
@@ -117,3 +115,69 @@ def make_optimizer(cfg: TrainConfig, model):
     groups = [g for g in groups if g["params"]]
     fused = next(model.parameters()).device.type in ("cpu", "cuda")
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8, fused=fused)
+
+
+class Layout(Protocol):
+    """How the model lies over the processes: everything the loop does differently for it.
+
+    Two implementations: `Replicated` (below) and `fsdp.Sharded`. Methods that say "collective" must
+    be called by every process.
+    """
+
+    sharded: bool  # parameters are shards (DTensors): checkpoints gather them (train/checkpoint.py)
+
+    def build(self, cfg: TrainConfig, accelerator) -> tuple[Any, Any]:
+        """(model, tokenizer): method applied, the two-run forgetting reset done."""
+
+    def plain_loss(self, model) -> Any:
+        """The loss module around `model`, before `prepare_loss`."""
+
+    def prepare_loss(self, loss_module, accelerator) -> Any:
+        """The loss module the steps call (after the packing check ran on `loss_module`)."""
+
+    def prepare_optimizer(self, optimizer, accelerator) -> Any: ...
+
+    def micro_batch_context(self, accelerator, loss_module, last_micro: bool) -> ContextManager:
+        """Around one micro-batch's forward and backward (where DDP skips its gradient sync)."""
+
+    def clip_grad_norm_(self, accelerator, parameters, max_norm: float) -> None: ...
+
+    def plain_model(self, cfg: TrainConfig, model, main: bool) -> Any:
+        """Collective: the whole model on CPU to save, in the main process (None elsewhere when sharded)."""
+
+    def eval_copy(self, cfg: TrainConfig, model, accelerator) -> Callable[[], Any] | None:
+        """For eval-in-the-loop: a function building a whole-model copy, or None to evaluate `model` itself."""
+
+
+class Replicated:
+    """A full copy of the model in every process: one process, or DDP under `accelerate launch`."""
+
+    sharded = False
+
+    def build(self, cfg: TrainConfig, accelerator) -> tuple[Any, Any]:
+        model, tokenizer = build_model(cfg, str(accelerator.device))
+        if cfg.forget.from_model:
+            first_pass_reset(cfg, model, str(accelerator.device))
+        return model, tokenizer
+
+    def plain_loss(self, model) -> Any:
+        return causal_lm_loss_module(model)
+
+    def prepare_loss(self, loss_module, accelerator) -> Any:
+        return accelerator.prepare(loss_module)
+
+    def prepare_optimizer(self, optimizer, accelerator) -> Any:
+        return accelerator.prepare(optimizer)
+
+    def micro_batch_context(self, accelerator, loss_module, last_micro: bool) -> ContextManager:
+        # DDP syncs gradients on the last micro-batch's backward only
+        return contextlib.nullcontext() if last_micro else accelerator.no_sync(loss_module)
+
+    def clip_grad_norm_(self, accelerator, parameters, max_norm: float) -> None:
+        accelerator.clip_grad_norm_(parameters, max_norm)
+
+    def plain_model(self, cfg: TrainConfig, model, main: bool) -> Any:
+        return model
+
+    def eval_copy(self, cfg: TrainConfig, model, accelerator) -> Callable[[], Any] | None:
+        return None

@@ -31,10 +31,60 @@ one; process 0 briefly holds the full trainable weights and optimizer state in C
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Callable, ContextManager
 
 from factlearn.errors import UserError
+from factlearn.layers import decoder_layers_prefix
+from factlearn.models import load_model, load_tokenizer, model_fingerprint, resolve_model_path
+from factlearn.train import forgetting
 from factlearn.train.config import TrainConfig
+from factlearn.train.engine import build_model, first_pass_reset, prepare_for_training
+from factlearn.train.loss import causal_lm_loss_module
+
+# torch.distributed and transformers are imported inside the functions that use them: this module is
+# imported by every `factlearn train`, most of which never shard.
+
+
+class Sharded:
+    """The `Layout` (train/engine.py) of sharding=fsdp2: what the loop does differently on shards."""
+
+    sharded = True
+
+    def __init__(self, loss_module=None):
+        self._loss_module = loss_module  # the sharded root; built with the model by `build`
+
+    def build(self, cfg: TrainConfig, accelerator) -> tuple[Any, Any]:
+        """Built on meta everywhere, filled from process 0, the two-run reset applied."""
+        model, tokenizer, self._loss_module = build_sharded(cfg, accelerator)
+        return model, tokenizer
+
+    def plain_loss(self, model) -> Any:
+        return self._loss_module
+
+    def prepare_loss(self, loss_module, accelerator) -> Any:
+        loss_module.reshard()  # the FSDP2 root keeps its weights gathered after a forward with no backward
+        return loss_module
+
+    def prepare_optimizer(self, optimizer, accelerator) -> Any:
+        return optimizer  # it steps the shards; accelerate's wrapper would not know them
+
+    def micro_batch_context(self, accelerator, loss_module, last_micro: bool) -> ContextManager:
+        # FSDP2 reduce-scatters every backward: skipping it would keep whole unsharded gradients.
+        return contextlib.nullcontext()
+
+    def clip_grad_norm_(self, accelerator, parameters, max_norm: float) -> None:
+        clip_grad_norm_(parameters, max_norm)
+
+    def plain_model(self, cfg: TrainConfig, model, main: bool) -> Any:
+        return plain_copy(cfg, model, main)  # gathered on CPU
+
+    def eval_copy(self, cfg: TrainConfig, model, accelerator) -> Callable[[], Any] | None:
+        """Every process gathers, the main one evaluates a plain copy in the training compute dtype."""
+        import torch
+
+        dtype = torch.bfloat16 if accelerator.mixed_precision == "bf16" else None
+        return lambda: plain_copy(cfg, model, accelerator.is_main_process, accelerator.device, dtype)
 
 
 def check_fsdp(cfg: TrainConfig, accelerator) -> None:
@@ -55,11 +105,6 @@ def build_sharded(cfg: TrainConfig, accelerator):
     """(model, tokenizer, sharded loss module): the model built on meta everywhere, filled from process 0."""
     import torch
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
-
-    from factlearn.models import load_tokenizer
-    from factlearn.train import forgetting
-    from factlearn.train.engine import build_model, first_pass_reset
-    from factlearn.train.loss import causal_lm_loss_module
 
     main = accelerator.is_main_process
     full_state, buffers = {}, {}
@@ -89,8 +134,6 @@ def build_sharded(cfg: TrainConfig, accelerator):
 
 def model_path(cfg: TrainConfig) -> str:
     """The folder build_model loads: the first run's output for a two-run full finetune, else the base."""
-    from factlearn.models import resolve_model_path
-
     continues_full_run = bool(cfg.forget.from_model) and cfg.method == "full"
     return resolve_model_path(cfg.forget.from_model if continues_full_run else cfg.model)
 
@@ -99,8 +142,6 @@ def meta_model(cfg: TrainConfig):
     """The model's structure (method applied) on the meta device: no memory, no weights."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
-
-    from factlearn.train.engine import prepare_for_training
 
     config = AutoConfig.from_pretrained(model_path(cfg))
     with torch.device("meta"):
@@ -113,8 +154,6 @@ def shard(cfg: TrainConfig, accelerator, model, loss_module) -> None:
     import torch
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
-
-    from factlearn.layers import decoder_layers_prefix
 
     mesh = init_device_mesh(accelerator.device.type, (accelerator.num_processes,))
     options: dict[str, Any] = {"mesh": mesh}
@@ -149,9 +188,6 @@ def reset_to_pretrained_sharded(cfg: TrainConfig, model, main: bool) -> None:
     """The two-run form on shards: the upper layers take the pretrained model's values, sent from process 0."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
     from transformers import AutoConfig
-
-    from factlearn.models import load_model, model_fingerprint, resolve_model_path
-    from factlearn.train import forgetting
 
     base = resolve_model_path(cfg.model)
     if model_fingerprint(AutoConfig.from_pretrained(base)) != model_fingerprint(model.config):

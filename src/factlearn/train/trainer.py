@@ -21,12 +21,12 @@ DeepSpeed and accelerate's FSDP plugin are refused with a one-line error (engine
 The parts live next door: loss.py (the loss and the packing guard), engine.py (accelerator, model,
 optimizer), output.py (the output folder), hooks.py (log, eval, progress), schedule.py (phases and
 learning-rate schedules), checkpoint.py (resume), cpu_memory.py (CPU allocator tuning), fsdp.py
-(sharding=fsdp2).
+(sharding=fsdp2). Everything the loop does differently on shards is one small interface,
+engine.Layout: engine.Replicated (one full copy per process) or fsdp.Sharded.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import sys
 import time
@@ -34,20 +34,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from factlearn.config import to_yaml
 from factlearn.train import checkpoint as ckpt_io
 from factlearn.train import forgetting, fsdp
 from factlearn.train.config import TrainConfig
 from factlearn.train.cpu_memory import keep_freed_memory_on_cpu
 from factlearn.train.data import (collate, epoch_batches, load_corpus, pack, pack_pays_off, shard_step,
                                   steps_per_epoch, target_tokens, tokenize_rows)
-from factlearn.train.engine import build_model, check_engine, first_pass_reset, make_accelerator, make_optimizer
+from factlearn.train.engine import Layout, Replicated, check_engine, make_accelerator, make_optimizer
 from factlearn.train.hooks import EvalHook, ProgressCallback, RunLog, default_eval_hook, progress_bar, run_eval
-from factlearn.train.loss import attention_costs, causal_lm_loss_module, packing_matches_padding
+from factlearn.train.loss import attention_costs, packing_matches_padding
 from factlearn.train.output import (LIVE_LOG, check_same_config, discard_work_if_unresumable, prepare_output,
                                     save_output)
 from factlearn.train.schedule import Phase, make_scheduler, plan_phases
 
-__all__ = ["train", "TrainState", "LIVE_LOG"]
+__all__ = ["train", "TrainState", "LIVE_LOG", "make_layout"]
+
+
+def make_layout(cfg: TrainConfig, accelerator) -> Layout:
+    """The model's layout over processes for `cfg.sharding`, its launch checked (before any work)."""
+    check_engine(accelerator)
+    if cfg.sharding == "fsdp2":
+        fsdp.check_fsdp(cfg, accelerator)
+        return fsdp.Sharded()
+    return Replicated()
 
 
 def train(cfg: TrainConfig, eval_hook: EvalHook | None = None, resume: bool = False,
@@ -59,13 +69,10 @@ def train(cfg: TrainConfig, eval_hook: EvalHook | None = None, resume: bool = Fa
     resumed step) and after every optimizer step. Everything that can be wrong with the input is
     checked before the first step.
     """
-    from accelerate.utils import set_seed
-
-    from factlearn.config import to_yaml
+    from accelerate.utils import set_seed  # accelerate (and torch) load only when training starts
 
     accelerator = make_accelerator(cfg)
-    check_engine(accelerator, cfg)
-    sharded = cfg.sharding == "fsdp2"
+    layout = make_layout(cfg, accelerator)
     if accelerator.device.type == "cpu":
         keep_freed_memory_on_cpu()
     save = Path(cfg.save)
@@ -77,11 +84,7 @@ def train(cfg: TrainConfig, eval_hook: EvalHook | None = None, resume: bool = Fa
         eval_hook = default_eval_hook(cfg)
 
     set_seed(cfg.seed)
-    loss_module = None
-    if sharded:  # built on meta everywhere, filled from process 0 (and the two-run reset applied)
-        model, tokenizer, loss_module = fsdp.build_sharded(cfg, accelerator)
-    else:
-        model, tokenizer = build_model(cfg, str(accelerator.device))
+    model, tokenizer = layout.build(cfg, accelerator)
     texts = load_corpus(cfg.subset, cfg.data_source, cfg.n_countries, cfg.data_seed)["text"]
     rows, truncated = tokenize_rows(texts, tokenizer, cfg.max_length)
     if truncated and accelerator.is_main_process:
@@ -91,14 +94,12 @@ def train(cfg: TrainConfig, eval_hook: EvalHook | None = None, resume: bool = Fa
     pretrained_upper = None
     if cfg.forget.at_epoch is not None and cfg.method == "full":
         pretrained_upper = forgetting.snapshot_upper_layers(model, cfg.forget.start_layer)
-    if cfg.forget.from_model and not sharded:
-        first_pass_reset(cfg, model, str(accelerator.device))
 
     created = not save.exists()
     log = RunLog(save / LIVE_LOG, ckpt_io.read_log(resume_from) if resume_from else [],
                  enabled=accelerator.is_main_process)
     state = TrainState(cfg, accelerator, model, tokenizer, rows, log, to_yaml(cfg), eval_hook, on_progress,
-                       pretrained_upper, loss_module, sharded=sharded)
+                       pretrained_upper, layout=layout)
     try:
         summary = _loop(state, resume_from)
     except BaseException:
@@ -107,7 +108,7 @@ def train(cfg: TrainConfig, eval_hook: EvalHook | None = None, resume: bool = Fa
         raise
     summary.update(truncated_rows=truncated, max_length=cfg.max_length)
     accelerator.wait_for_everyone()
-    final = fsdp.plain_copy(cfg, model, accelerator.is_main_process) if sharded else model  # gathered on CPU
+    final = layout.plain_model(cfg, model, accelerator.is_main_process)
     if accelerator.is_main_process:
         save_output(cfg, final, tokenizer, log.rows, summary, state.config_yaml)
     accelerator.wait_for_everyone()
@@ -128,8 +129,8 @@ class TrainState:
     eval_hook: EvalHook | None = None
     on_progress: ProgressCallback | None = None
     pretrained_upper: dict | None = None  # the upper layers' pretrained weights (forget.at_epoch, method=full)
-    loss_module: Any = None  # the prepared causal_lm_loss_module; set by the loop (built sharded by fsdp.py)
-    sharded: bool = False  # sharding=fsdp2: parameters are DTensor shards; see fsdp.py
+    layout: Layout = field(default_factory=Replicated)  # how the model lies over the processes
+    loss_module: Any = None  # the prepared causal_lm_loss_module; set by the loop
     packing_costs: tuple[float, float] | None = None  # pack_pays_off's costs; None = always pad
     step: int = 0  # optimizer steps done, counting those before a resume
     tokens_seen: int = 0  # by this run (not before a resume), for tokens_per_s
@@ -203,7 +204,7 @@ def _start_point(state: TrainState, phases: list[Phase], resume_from: Path | Non
         if forget.from_model:
             state.log.add({"step": 0, "event": "forget_reset", "forget_start_layer": forget.start_layer})
         return StartPoint(0, {"phase": phases[0].number, "epoch": 0, "batch": 0, "step": 0})
-    ckpt_io.load_weights(resume_from, state.model, state.accelerator.is_main_process if state.sharded else None)
+    ckpt_io.load_weights(resume_from, state.model, state.layout.sharded, state.accelerator.is_main_process)
     ckpt_io.load_rng(resume_from, state.accelerator.process_index)
     position = ckpt_io.read_position(resume_from)
     k = next(k for k, phase in enumerate(phases) if phase.number == position["phase"])
@@ -214,16 +215,14 @@ def _start_point(state: TrainState, phases: list[Phase], resume_from: Path | Non
 
 def _prepare_loss(state: TrainState) -> None:
     """The loss module, and whether micro-batches may be packed (checked once per model)."""
-    plain_loss = state.loss_module if state.sharded else causal_lm_loss_module(state.model)
+    plain_loss = state.layout.plain_loss(state.model)
     if state.cfg.pack_rows:
         if packing_matches_padding(plain_loss, state.rows, state.tokenizer.pad_token_id, state.accelerator.device):
             state.packing_costs = attention_costs(state.model)
         elif state.accelerator.is_main_process:
             print(f"factlearn: {type(state.model).__name__} does not keep packed rows apart; training on padded "
                   "batches (set pack_rows=false to silence this)", flush=True)
-    if state.sharded:  # the FSDP2 root keeps its weights gathered after a forward with no backward
-        plain_loss.reshard()
-    state.loss_module = plain_loss if state.sharded else state.accelerator.prepare(plain_loss)
+    state.loss_module = state.layout.prepare_loss(plain_loss, state.accelerator)
 
 
 def _train_phase(state: TrainState, phase: Phase, progress, resumed: StartPoint | None) -> None:
@@ -234,15 +233,13 @@ def _train_phase(state: TrainState, phase: Phase, progress, resumed: StartPoint 
     cfg, accelerator = state.cfg, state.accelerator
     if phase.after_reset and cfg.forget.at_epoch is not None and resumed is None:
         _forget_now(state)
-    optimizer = make_optimizer(cfg, state.model)
-    if not state.sharded:
-        optimizer = accelerator.prepare(optimizer)
+    optimizer = state.layout.prepare_optimizer(make_optimizer(cfg, state.model), accelerator)
     scheduler = make_scheduler(cfg.lr_scheduler, optimizer,
                                state.epoch_steps * (phase.end_epoch - phase.first_epoch), cfg.warmup_ratio)
     first_epoch, first_batch = phase.first_epoch, 0
     if resumed is not None:
-        ckpt_io.load_optimizer_and_scheduler(resumed.checkpoint, optimizer, scheduler,
-                                             state.model if state.sharded else None, accelerator.is_main_process)
+        ckpt_io.load_optimizer_and_scheduler(resumed.checkpoint, optimizer, scheduler, state.model,
+                                             state.layout.sharded, accelerator.is_main_process)
         first_epoch, first_batch = resumed.position["epoch"], resumed.position["batch"]
     for epoch in range(first_epoch, phase.end_epoch):
         batches = epoch_batches(state.lengths, state.rows_per_step, cfg.seed, epoch, cfg.bucket_by_length)
@@ -266,7 +263,7 @@ def _train_phase(state: TrainState, phase: Phase, progress, resumed: StartPoint 
                 epoch_done = b + 1 == len(batches)
                 position = {"phase": phase.number, "epoch": epoch + epoch_done, "batch": 0 if epoch_done else b + 1}
                 ckpt_io.save_checkpoint(Path(cfg.save), state.step, state.model, optimizer, scheduler, position,
-                                        state.log.rows, state.config_yaml, accelerator, state.sharded)
+                                        state.log.rows, state.config_yaml, accelerator, state.layout.sharded)
                 if accelerator.is_main_process:
                     ckpt_io.prune_checkpoints(Path(cfg.save), cfg.keep_checkpoints)
     state.resident_bytes = fsdp.resident_bytes(state.model, getattr(optimizer, "optimizer", optimizer))
@@ -289,18 +286,14 @@ def _train_step(state: TrainState, optimizer, batch: list[int]) -> float:
             ids, mask = collate(micro.rows, state.tokenizer.pad_token_id)
             inputs = {"input_ids": ids, "attention_mask": mask}
         inputs = {k: v.to(accelerator.device) for k, v in inputs.items()}
-        last_micro = i == len(micros) - 1  # DDP syncs gradients on this backward only
-        # FSDP2 reduce-scatters every backward: skipping it would keep whole unsharded gradients.
-        with contextlib.nullcontext() if last_micro or state.sharded else accelerator.no_sync(loss_module):
+        with state.layout.micro_batch_context(accelerator, loss_module, last_micro=i == len(micros) - 1):
             loss_sum = loss_module(**inputs) * micro.weight
             # DDP averages gradients over processes, so scale by `world` to get sum / global tokens.
             accelerator.backward(loss_sum * (world / denom))
         accelerator.unwrap_model(loss_module).add_lookup_grads()
         local_sum += loss_sum.detach()
-    if state.cfg.max_grad_norm > 0 and state.sharded:
-        fsdp.clip_grad_norm_(loss_module.parameters(), state.cfg.max_grad_norm)
-    elif state.cfg.max_grad_norm > 0:
-        accelerator.clip_grad_norm_(loss_module.parameters(), state.cfg.max_grad_norm)
+    if state.cfg.max_grad_norm > 0:
+        state.layout.clip_grad_norm_(accelerator, loss_module.parameters(), state.cfg.max_grad_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     total = accelerator.reduce(local_sum, reduction="sum") if world > 1 else local_sum
@@ -318,15 +311,9 @@ def _forget_now(state: TrainState) -> None:
 
 
 def _eval(state: TrainState) -> None:
-    """Eval-in-the-loop; sharded: every process gathers, the main one evaluates a plain copy."""
-    accelerator, copy_for_eval = state.accelerator, None
-    if state.sharded:
-        import torch
-
-        dtype = torch.bfloat16 if accelerator.mixed_precision == "bf16" else None  # the training compute dtype
-        copy_for_eval = lambda: fsdp.plain_copy(state.cfg, state.model, accelerator.is_main_process,  # noqa: E731
-                                               accelerator.device, dtype)
-    run_eval(state.eval_hook, accelerator, state.model, state.tokenizer, state.step, state.log, copy_for_eval)
+    """Eval-in-the-loop, on the model itself or (sharded) on a whole copy the layout gathers."""
+    copy_for_eval = state.layout.eval_copy(state.cfg, state.model, state.accelerator)
+    run_eval(state.eval_hook, state.accelerator, state.model, state.tokenizer, state.step, state.log, copy_for_eval)
 
 
 def _report_progress(state: TrainState) -> None:
