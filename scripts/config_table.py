@@ -1,11 +1,11 @@
-"""Generate the README's config-key tables from the dataclass schemas (never edit those tables by hand).
+"""Generate the config-key tables of docs/configuration.md from the dataclass schemas (never edit those tables by hand).
 
     python scripts/config_table.py           # print both tables
-    python scripts/config_table.py --write   # rewrite them in README.md between the CONFIG-TABLE markers
+    python scripts/config_table.py --write   # rewrite them in docs/configuration.md between the CONFIG-TABLE markers
 
 Each row: the key (nested keys dotted), the schema default, the value in every shipped config of that
 kind, and the comment written next to the field in the schema. tests/test_readme.py checks that
-README.md holds exactly this output.
+docs/configuration.md holds exactly this output.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 MARKER = re.compile(r"(<!-- CONFIG-TABLE:(\w+) -->\n)(.*?)(<!-- /CONFIG-TABLE:\2 -->)", re.S)
 
 
@@ -125,17 +125,17 @@ def table(kind: str) -> str:
 
 
 def rewrite(text: str) -> str:
-    """README text with every CONFIG-TABLE block regenerated."""
+    """The page's text with every CONFIG-TABLE block regenerated."""
     return MARKER.sub(lambda m: m.group(1) + table(m.group(2)) + m.group(4), text)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--write", action="store_true", help="rewrite the tables in README.md")
+    parser.add_argument("--write", action="store_true", help="rewrite the tables in docs/configuration.md")
     args = parser.parse_args(argv)
     if args.write:
-        README.write_text(rewrite(README.read_text()))  # a developer tool on a tracked file, not a factlearn output
-        print(f"updated {README}")
+        PAGE.write_text(rewrite(PAGE.read_text()))  # a developer tool on a tracked file, not a factlearn output
+        print(f"updated {PAGE}")
     else:
         for kind in schemas():
             print(f"## {kind}\n\n{table(kind)}")
