@@ -1,5 +1,6 @@
-"""The README stays true: its config tables match the schemas, and each command's guide names exactly the
-options that `factlearn COMMAND --help` offers."""
+"""The README and docs/ stay true: the config tables of docs/configuration.md match the schemas, each
+command's guide in docs/commands.md names exactly the options that `factlearn COMMAND --help` offers, the
+README's Layout names every module of the tree, and every `$ factlearn` line of the README's tour runs."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from factlearn.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+COMMANDS = ROOT / "docs" / "commands.md"
+CONFIGURATION = ROOT / "docs" / "configuration.md"
 OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 GLOBAL_OPTIONS = {"-h", "--help", "--debug", "--version"}
 
@@ -37,8 +40,8 @@ def command_options() -> dict[str, set[str]]:
 
 
 def readme_sections() -> dict[str, str]:
-    """`### \\`factlearn CMD\\`` sections of the README, keyed by CMD."""
-    text = README.read_text()
+    """`### \\`factlearn CMD\\`` sections of docs/commands.md, keyed by CMD."""
+    text = COMMANDS.read_text()
     parts = re.split(r"^### `factlearn ([\w-]+)`\s*$", text, flags=re.M)
     sections = {}
     for name, body in zip(parts[1::2], parts[2::2]):
@@ -60,16 +63,13 @@ def test_lead_paragraph_and_two_commands_come_first():
     two = text.split("## Two commands", 1)[1].split("\n## ", 1)[0]
     assert "make run     # set up .venv (once), then run the main experiment" in two
     assert "make test    # set up .venv (once), then run the test suite" in two
-    assert text.index("## Two commands") < text.index("## Commands")
+    assert text.index("## Two commands") < text.index("## A ten-minute tour")
 
 
 def test_every_command_has_a_guide_with_a_real_example():
     sections, commands = readme_sections(), command_options()
-    assert set(sections) == set(commands), f"README guides {sorted(sections)} vs commands {sorted(commands)}"
+    assert set(sections) == set(commands), f"docs/commands.md guides {sorted(sections)} vs commands {sorted(commands)}"
     for name, body in sections.items():
-        if name == "run":  # filled in from the real `make run` by hand
-            assert "<!-- RUN-OUTPUT -->" in body
-            continue
         assert f"$ factlearn {name}" in body, f"the {name} guide has no example command"
 
 
@@ -77,8 +77,8 @@ def test_every_command_has_a_guide_with_a_real_example():
 def test_readme_guide_and_help_name_the_same_options(command):
     in_help = command_options()[command]
     in_readme = documented_options(readme_sections()[command])
-    assert in_readme - in_help == set(), f"README names options `factlearn {command}` does not have"
-    assert in_help - in_readme == set(), f"`factlearn {command} --help` options missing from the README"
+    assert in_readme - in_help == set(), f"docs/commands.md names options `factlearn {command}` does not have"
+    assert in_help - in_readme == set(), f"`factlearn {command} --help` options missing from docs/commands.md"
 
 
 def test_every_option_has_help_text():
@@ -105,10 +105,10 @@ def _config_table_module():
 
 
 def test_config_tables_match_the_schemas():
-    text = README.read_text()
+    text = CONFIGURATION.read_text()
     table = _config_table_module()
     assert "<!-- CONFIG-TABLE:train -->" in text and "<!-- CONFIG-TABLE:run -->" in text
-    assert table.rewrite(text) == text, "README config tables are stale: run `python scripts/config_table.py --write`"
+    assert table.rewrite(text) == text, "docs/configuration.md tables are stale: run `python scripts/config_table.py --write`"
 
 
 def test_config_tables_list_every_schema_key_with_a_meaning():
@@ -120,15 +120,69 @@ def test_config_tables_list_every_schema_key_with_a_meaning():
         assert all(not line.endswith("|  |") for line in rows.values()), "a key without a meaning"
 
 
-def test_layout_paragraph_names_every_package_and_matches_the_tree():
-    """The README's Layout names each package of src/factlearn in one line, and only packages that exist."""
-    import re
+def _layout_lines() -> dict[str, set[str]]:
+    """The README's Layout list: {package folder or "" for the top level: the `*.py` files its line names}."""
+    layout = README.read_text(encoding="utf-8").split("## Layout", 1)[1].split("\n## ", 1)[0]
+    lines = {}
+    for line in re.findall(r"^- .*$", layout, flags=re.M):
+        m = re.match(r"- `factlearn/(\w+)/`", line)
+        key = m.group(1) if m else ("" if line.startswith("- Top-level") else None)
+        assert key is not None, f"a Layout line that names no package: {line[:60]}"
+        lines[key] = set(re.findall(r"`(\w+\.py)`", line))
+    return lines
 
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    layout = text.split("## Layout", 1)[1].split("\n## ", 1)[0]
-    named = set(re.findall(r"^- `factlearn/(\w+)/`", layout, flags=re.M))
+
+def test_layout_names_every_package_and_module_of_the_tree():
+    """Each package of src/factlearn has one Layout line naming exactly its modules; the top-level line names
+    exactly the top-level modules. A module added, moved or removed without the README fails here."""
     src = ROOT / "src" / "factlearn"
-    packages = {p.name for p in src.iterdir() if p.is_dir() and any(p.glob("*.py"))}
-    assert named == packages
-    modules = {p.name for p in src.glob("*.py")} - {"__init__.py", "__main__.py", "models_cli.py"}
-    assert all(f"`{m}`" in layout for m in modules), sorted(m for m in modules if f"`{m}`" not in layout)
+    tree = {p.name: {f.name for f in p.glob("*.py")} - {"__init__.py"}
+            for p in src.iterdir() if p.is_dir() and any(p.glob("*.py"))}
+    tree[""] = {f.name for f in src.glob("*.py")} - {"__init__.py", "__main__.py"}
+    assert len(tree) > 1 and all(tree.values())
+    named = _layout_lines()
+    assert set(named) == set(tree), f"Layout lines {sorted(named)} vs packages {sorted(tree)}"
+    for package, modules in tree.items():
+        where = f"factlearn/{package}/" if package else "top level"
+        assert named[package] == modules, (f"Layout of {where}: missing {sorted(modules - named[package])}, "
+                                           f"not in the tree {sorted(named[package] - modules)}")
+
+
+def test_layout_names_the_import_direction_test():
+    """The Layout's claim about imports points at the test that enforces it, and that test exists."""
+    layout = README.read_text(encoding="utf-8").split("## Layout", 1)[1].split("\n## ", 1)[0]
+    assert "data → evaluate → train → analyze → run → report" in layout
+    assert "tests/test_layout.py" in layout and (ROOT / "tests" / "test_layout.py").is_file()
+
+
+def tour_commands() -> list[str]:
+    """Every `$ ...` line of the console blocks in the README's ten-minute tour, in order."""
+    tour = README.read_text(encoding="utf-8").split("## A ten-minute tour", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```(?:console|bash)\n(.*?)```", tour, flags=re.S)
+    return [line[2:] for block in blocks for line in block.splitlines() if line.startswith("$ ")]
+
+
+def test_the_tour_runs_on_the_tiny_model(run_cli, tiny_model_dir, tmp_path):
+    """Each tour command, in order in one folder (later steps read what earlier ones wrote), exits 0 and
+    writes what the README shows it writing. `tiny` is the session's tiny model (what the tour's first
+    line builds), linked in so the tour's own paths work."""
+    import shlex
+
+    commands = tour_commands()
+    assert commands[0].startswith("python -c ") and "make_tiny_model('tiny')" in commands[0]
+    (tmp_path / "tiny").symlink_to(tiny_model_dir)
+    ran = []
+    for line in commands[1:]:
+        if line.split()[0] in ("ls", "head"):  # looking at what the step before wrote
+            proc = subprocess.run(shlex.split(line), cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        else:
+            assert line.startswith("factlearn "), f"a tour line that is not a factlearn command: {line}"
+            proc = run_cli(*shlex.split(line)[1:], cwd=tmp_path)
+        assert proc.returncode == 0, f"`{line}` exited {proc.returncode}: {proc.stderr[-2000:]}"
+        ran.append(line)
+    stages = [c.split()[1] for c in ran if c.startswith("factlearn ")]
+    assert stages == ["data"] * 5 + ["train", "eval", "probe", "run"], stages
+    assert (tmp_path / "runs/tiny-narrative/model.safetensors").is_file()
+    assert (tmp_path / "runs/eval-tiny-narrative/results.json").is_file()
+    assert (tmp_path / "runs/probe-tiny-narrative/probes.json").is_file()
+    assert not (tmp_path / "runs/tiny-plan").exists(), "--plan wrote something"
