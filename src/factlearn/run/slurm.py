@@ -375,13 +375,13 @@ def run_on_slurm(plan, store: CellStore, todo: list[Cell], done: set[str], *, on
         atomic_write_json(folder / JOBS_FILE, {"jobs": {j.job.job_id: j.cell.key for j in jobs}})
         on_log(f"submitted {len(jobs)} Slurm job(s): {jobs[0].job.job_id}..{jobs[-1].job.job_id}" if jobs
                else "nothing to submit")
-        _wait(jobs, store, on_start, on_finish, poll_seconds)
+        _wait(jobs, store, plan.cfg, on_start, on_finish, poll_seconds)
     except BaseException:
         scancel([j.job.job_id for j in jobs if j.state not in ENDED])
         raise
 
 
-def _wait(jobs: list[_Job], store: CellStore, on_start, on_finish, poll_seconds: float) -> None:
+def _wait(jobs: list[_Job], store: CellStore, plan_cfg, on_start, on_finish, poll_seconds: float) -> None:
     open_jobs = list(jobs)
     while open_jobs:
         time.sleep(poll_seconds)
@@ -400,7 +400,11 @@ def _wait(jobs: list[_Job], store: CellStore, on_start, on_finish, poll_seconds:
             if store.is_done(j.cell.key):
                 if j.started is None:
                     on_start(j.cell)
-                on_finish(j.cell, store.info(j.cell.key).get("seconds", 0.0))
+                # a sharded cell's done marker times only rank 0's commit: its job's run time stands for it
+                seconds = store.info(j.cell.key).get("seconds", 0.0)
+                if j.started is not None and is_sharded(j.cell, plan_cfg):
+                    seconds = time.time() - j.started
+                on_finish(j.cell, seconds)
                 continue
             raise SlurmCellFailed(_failure(j, state))
 
