@@ -170,6 +170,7 @@ def _kill_writer(tmp_path: Path, mode: str, delay: float) -> bytes:
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.02, 0.1, 0.3, 2.0])
+@pytest.mark.multiprocess
 def test_sigkill_during_atomic_write_bytes_leaves_old_or_new(tmp_path, delay):
     content = _kill_writer(tmp_path, "bytes", delay)
     new = b"N" * (64 << 20)
@@ -178,6 +179,7 @@ def test_sigkill_during_atomic_write_bytes_leaves_old_or_new(tmp_path, delay):
         assert content == new
 
 
+@pytest.mark.multiprocess
 def test_sigkill_inside_atomic_path_keeps_the_old_file(tmp_path):
     assert _kill_writer(tmp_path, "slow", 0.2) == OLD
     # The abandoned temp file is a dot-name next to the target, never the target itself.
@@ -185,6 +187,7 @@ def test_sigkill_inside_atomic_path_keeps_the_old_file(tmp_path):
     assert all(name.startswith(".out-slow-0.2.bin.") for name in leftovers), leftovers
 
 
+@pytest.mark.multiprocess
 def test_sigkill_inside_atomic_dir_never_shows_a_half_folder(tmp_path):
     code = textwrap.dedent("""
         import sys, time

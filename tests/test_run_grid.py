@@ -172,6 +172,7 @@ def test_changed_setting_recomputes_only_affected_cells(tiny_run, tmp_path):
     assert "eval/base" in new_cells(["world_seed=1"])  # a new world changes every cell
 
 
+@pytest.mark.multiprocess
 def test_killed_run_resumes_without_redoing_finished_cells(tiny_model_dir, tmp_path):
     # a short grid: base eval, narrative training, its eval
     config = write_config(tmp_path / "tiny.yaml", tiny_model_dir, [

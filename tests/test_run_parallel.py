@@ -56,6 +56,7 @@ def _no_clock(obj):
     return obj
 
 
+@pytest.mark.multiprocess
 def test_two_workers_give_the_sequential_grids_results(tiny_model_dir, tmp_path):
     """Same cells, same per-item records and trained weights, same results.json metrics; cells overlapped in
     time, and no cell started before the cells it reads from had finished."""
@@ -93,6 +94,7 @@ def test_two_workers_give_the_sequential_grids_results(tiny_model_dir, tmp_path)
     assert all(info[k]["started"] >= info[d]["finished"] for k, ds in deps.items() for d in ds)
 
 
+@pytest.mark.multiprocess
 def test_killed_parallel_run_resumes_and_its_workers_die_with_it(tiny_model_dir, tmp_path):
     config = write_config(tmp_path / "tiny.yaml", tiny_model_dir, [
         "corpora=[Corpus_narrative]", "forgetting.enabled=false", "analyses=[]", "workers=2",
@@ -119,6 +121,7 @@ SHARDED_GRID = ["corpora=[Corpus_narrative]", "analyses=[]", "control=false", "f
                 "tasks=[Eval_QA,Eval_multiple_choice_cloze]"]
 
 
+@pytest.mark.multiprocess
 def test_sharded_training_cells_end_where_the_unsharded_grid_ends(tiny_model_dir, tmp_path):
     """train_sharding=fsdp2: each training cell runs as 2 FSDP2 ranks (torchrun, gloo) splitting the
     recipe's batch, alone on the machine; forgetting resets sharded weights. Same cells (keys), weights
@@ -169,6 +172,7 @@ def _ranks_of(run_dir: Path) -> list[int]:
     return pids
 
 
+@pytest.mark.multiprocess
 def test_killing_the_grid_kills_the_ranks_of_its_sharded_cell(tiny_model_dir, tmp_path):
     """torchrun puts each rank in a session of its own; the grid's launcher and the ranks die with their
     parents, so a SIGKILLed run leaves nothing training into its folder, and the rerun completes."""
@@ -303,6 +307,7 @@ def test_bad_parallel_and_plan_input_is_one_line_and_writes_nothing(tiny_model_d
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no run folder, no lock file
 
 
+@pytest.mark.multiprocess
 def test_a_cell_failing_in_a_worker_stops_the_run_with_its_traceback(tmp_path):
     from factlearn.run.cells import Cell, CellStore
     from factlearn.run.config import RunConfig

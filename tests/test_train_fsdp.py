@@ -99,6 +99,7 @@ def full_runs(base_args, tmp_path_factory) -> tuple[Path, Path, subprocess.Compl
     return root / "one", root / "two", two
 
 
+@pytest.mark.multiprocess
 def test_fsdp2_full_finetune_matches_one_process_on_half_the_memory(full_runs):
     from factlearn.models import load_model
 
@@ -118,6 +119,7 @@ def test_fsdp2_full_finetune_matches_one_process_on_half_the_memory(full_runs):
     assert type(model).__name__ == "LlamaForCausalLM"
 
 
+@pytest.mark.multiprocess
 def test_fsdp2_lora_with_forgetting_matches_one_process(base_args, tmp_path):
     from factlearn.models import load_model
 
@@ -130,6 +132,7 @@ def test_fsdp2_lora_with_forgetting_matches_one_process(base_args, tmp_path):
     assert hasattr(model, "peft_config")
 
 
+@pytest.mark.multiprocess
 def test_fsdp2_full_forgetting_in_one_run_matches_one_process(base_args, full_runs, tmp_path):
     import torch
 
@@ -143,6 +146,7 @@ def test_fsdp2_full_forgetting_in_one_run_matches_one_process(base_args, full_ru
                               atol=1e-3)
 
 
+@pytest.mark.multiprocess
 def test_fsdp2_two_run_forgetting_matches_one_process(base_args, full_runs, tmp_path):
     args = [*base_args, "epochs=2", "forget.start_layer=2", f"forget.from_model={full_runs[0]}"]
     run(one_process(*args, f"save={tmp_path / 'one'}"))
@@ -157,6 +161,7 @@ def kill_with_workers(launcher: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
+@pytest.mark.multiprocess
 def test_fsdp2_sigkilled_run_resumes_to_the_same_weights(base_args, full_runs, tmp_path):
     uninterrupted = full_runs[1]
     args = [*base_args, "eval_every=10", "eval_limit=2", "checkpoint_every=4", f"save={tmp_path / 'cut'}"]

@@ -41,6 +41,7 @@ def losses(folder: Path) -> list[float]:
     return [r["loss"] for r in rows if "loss" in r]
 
 
+@pytest.mark.multiprocess
 def test_sigkilled_run_resumes_to_the_same_weights(tiny_model_dir, corpus_file, tmp_path):
     import torch
 
@@ -80,6 +81,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.multiprocess
 def test_two_processes_match_one_with_the_same_global_batch(tiny_model_dir, corpus_file, tmp_path):
     import torch
 
