@@ -100,3 +100,42 @@ def test_bounded_intervals_do_not_collapse_on_agreeing_items():
     # three seeds that agree exactly still carry the items' uncertainty
     seeds = stats.score_interval([[0, 0, 0, 0]] * 3)
     assert seeds["ci"][0] == 0.0 and seeds["ci"][1] > 0.3
+
+
+def test_holm_adjusted_p_values_match_a_hand_computation():
+    # sorted 0.01, 0.02, 0.03, 0.04 (m = 4): 4*0.01=0.04, max(0.04, 3*0.02=0.06)=0.06,
+    # max(0.06, 2*0.03=0.06)=0.06, max(0.06, 1*0.04)=0.06; None is not a test
+    adj = stats.holm_adjust([0.04, None, 0.01, 0.03, 0.02])
+    assert adj[1] is None
+    assert adj[2] == pytest.approx(0.04) and adj[4] == pytest.approx(0.06)
+    assert adj[3] == pytest.approx(0.06) and adj[0] == pytest.approx(0.06)
+    assert stats.holm_adjust([0.5, 0.9]) == [pytest.approx(1.0), pytest.approx(1.0)]  # capped at 1
+    assert stats.holm_adjust([0.2]) == [pytest.approx(0.2)]
+
+
+def test_cluster_bootstrap_keeps_a_facts_items_together():
+    # 10 facts, each with 5 items in a task that all move together (+1 or -1): 50 "independent" items
+    # to the item bootstrap, 10 independent units in truth. The cluster interval must be wider.
+    rng = np.random.default_rng(0)
+    signs = rng.choice([-1.0, 1.0], size=10)
+    items = {f * 5 + r: float(signs[f]) for f in range(10) for r in range(5)}
+    clusters = {i: f"fact{i // 5}" for i in items}
+    cl = stats.cluster_bootstrap_replicates([{1: items}], [clusters], n_boot=4000, seed=1)
+    it = stats.paired_bootstrap_replicates([list(items.values())], [[0.0] * 50], n_boot=4000, seed=1)
+    assert np.mean(cl) == pytest.approx(np.mean(list(items.values())), abs=0.05)
+    assert np.std(cl) > 1.8 * np.std(it)  # sqrt(5) in theory
+    # across tasks: a fact's items in QA and in MC are drawn with the same count, so a difference
+    # that is +1 in QA exactly where it is -1 in MC cancels in every replicate
+    qa = {f: float(signs[f]) for f in range(10)}
+    mc = {f: -float(signs[f]) for f in range(10)}
+    fact_of = {f: f"fact{f}" for f in range(10)}
+    both = stats.cluster_bootstrap_replicates([{1: qa}, {1: mc}], [fact_of, fact_of], n_boot=500, seed=2)
+    assert np.allclose(both, 0.0)
+
+
+def test_cluster_bootstrap_resamples_seeds():
+    # one fact, two seeds that disagree: without seed resampling every replicate would be 0
+    tasks = [{1: {0: 1.0}, 2: {0: -1.0}}]
+    reps = stats.cluster_bootstrap_replicates(tasks, [{0: "f"}], n_boot=400, seed=3)
+    assert set(np.round(reps, 6)) == {-1.0, 0.0, 1.0}
+    assert stats.seed_directions(tasks) == {1: 1, 2: -1}

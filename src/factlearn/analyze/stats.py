@@ -269,3 +269,71 @@ def paired_comparison(a_by_seed: Sequence[Sequence[float]], b_by_seed: Sequence[
         p, test = bootstrap_p_value(reps), "paired bootstrap"
     return {"diff": diff, "ci": list(percentile_interval(reps, level)), "p_value": p, "test": test,
             "n_items": len(a_by_seed[0]), "n_seeds": len(a_by_seed), "replicates": reps}
+
+
+# --------------------------------------------------------------------------- clusters and multiplicity
+
+def cluster_bootstrap_replicates(tasks: Sequence[dict], clusters: Sequence[dict], n_boot: int = N_BOOT,
+                                 seed: int = 0) -> np.ndarray:
+    """Replicates of mean over tasks of (mean over seeds of (mean over items of a paired difference)).
+
+    tasks[t] maps seed -> item -> difference; clusters[t] maps item -> its fact. One replicate draws
+    facts with replacement (every item of a drawn fact, in every task, enters with that fact's count:
+    the five indirect items of a country, its QA and its MC items rise and fall together) and, with
+    two or more seeds, the seeds with replacement. Items of the same fact are not independent, so
+    resampling them one by one (paired_bootstrap_replicates) gives intervals that are too narrow.
+    Written by hand: no library bootstraps two crossed levels with shared clusters across tasks.
+    """
+    facts = sorted({clusters[t][i] for t, task in enumerate(tasks) for s in task.values() for i in s}, key=str)
+    seeds = sorted({s for task in tasks for s in task}, key=lambda s: (s is None, s if s is not None else 0))
+    if not facts or not seeds:
+        raise ValueError("a cluster bootstrap needs at least one item")
+    rng = np.random.default_rng(seed)
+    fact_w = rng.multinomial(len(facts), np.full(len(facts), 1 / len(facts)), size=n_boot).astype(float)
+    seed_w = (rng.multinomial(len(seeds), np.full(len(seeds), 1 / len(seeds)), size=n_boot).astype(float)
+              if len(seeds) > 1 else np.ones((n_boot, 1)))
+    f_index = {f: k for k, f in enumerate(facts)}
+    per_task = []
+    for t, task in enumerate(tasks):
+        num = np.zeros(n_boot)
+        den = np.zeros(n_boot)
+        for j, s in enumerate(seeds):
+            if s not in task or not task[s]:
+                continue
+            items = list(task[s])
+            w = fact_w[:, [f_index[clusters[t][i]] for i in items]]  # (B, n_items)
+            total = w.sum(axis=1)
+            mean = np.divide(w @ np.asarray([task[s][i] for i in items], float), total,
+                             out=np.full(n_boot, np.nan), where=total > 0)
+            ok = ~np.isnan(mean)
+            num[ok] += seed_w[ok, j] * mean[ok]
+            den[ok] += seed_w[ok, j]
+        per_task.append(np.divide(num, den, out=np.full(n_boot, np.nan), where=den > 0))
+    reps = np.nanmean(np.vstack(per_task), axis=0) if per_task else np.full(n_boot, np.nan)
+    return reps[~np.isnan(reps)]
+
+
+def seed_directions(tasks: Sequence[dict]) -> dict:
+    """Per seed, the sign (+1, -1, 0) of mean over tasks of the seed's mean difference."""
+    seeds = {s for task in tasks for s in task}
+    out = {}
+    for s in seeds:
+        means = [float(np.mean(list(task[s].values()))) for task in tasks if task.get(s)]
+        out[s] = int(np.sign(np.mean(means))) if means else 0
+    return out
+
+
+def holm_adjust(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm's step-down adjusted p-values (None stays None, not counted among the tests).
+
+    Sorted ascending p_(1) <= ... <= p_(m): adjusted p_(i) = max_{j <= i} min(1, (m - j + 1) p_(j)).
+    Rejecting where adjusted p < alpha controls the family-wise error at alpha over the m tests.
+    """
+    present = [(p, i) for i, p in enumerate(p_values) if p is not None]
+    m = len(present)
+    out: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(sorted(present)):
+        running = max(running, min(1.0, (m - rank) * float(p)))
+        out[i] = running
+    return out
