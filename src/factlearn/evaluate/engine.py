@@ -19,6 +19,9 @@ from factlearn.evaluate.forms import FormClassifier, answer_types, classify_reco
 from factlearn.evaluate.metrics import GENERATIVE_METRICS, choice_predictions, mean
 from factlearn.evaluate.scoring import generate_until, score_choices, score_continuations
 from factlearn.evaluate.tasks import CLOZE, GENERATE, Task, get_tasks
+from factlearn.data import load_cca
+from factlearn.data.custom import facts_configs
+from factlearn.analyze.stats import check_level, item_interval
 
 
 # --------------------------------------------------------------------------- data
@@ -33,8 +36,6 @@ def resolve_data(data, configs: Sequence[str], n_countries: int = 20, seed: int 
     """
     if data is not None and not isinstance(data, (str, Path)):
         return data
-    from factlearn.data import load_cca
-    from factlearn.data.custom import facts_configs
 
     source = str(data) if data is not None else None
     have = facts_configs(source)
@@ -176,8 +177,6 @@ def evaluate(model, tokenizer, tasks: list[str] | str | None = None, data=None, 
     is a prefix of the full one); a mapping gives each task its own limit (missing/None -> all). `shots`: "same-split" (the original) or "other-facts" (no shot about
     the item's own fact). The model's train/eval mode is restored afterwards.
     """
-    from factlearn.analyze.stats import check_level
-
     selected = get_tasks(tasks)
     if batch_size < 1:
         raise UserError(f"batch_size must be >= 1, not {batch_size}")
@@ -198,15 +197,17 @@ def evaluate(model, tokenizer, tasks: list[str] | str | None = None, data=None, 
         task_limit = limit.get(task.name) if isinstance(limit, Mapping) else limit
         prompts = build_prompts(task, docs, num_fewshot, task_limit, shots=shots, keys=keys)
         result.contamination[task.name] = contamination(prompts, docs, keys)
-        plan.append((task, docs, prompts))
+        plan.append((task, docs, prompts, keys))
     was_training = model.training
     model.eval()
     started = time.perf_counter()
     try:
-        for task, docs, prompts in plan:
+        for task, docs, prompts, keys in plan:
             t0 = time.perf_counter()
             run = _run_generate if task.kind == GENERATE else _run_multiple_choice
             records = run(model, tokenizer, task, docs, prompts, batch_size)
+            for r in records:  # the fact an item is about: the report's cluster bootstrap draws facts
+                r["fact"] = "|".join(sorted(keys[int(r["doc_index"])]))
             result.records[task.name] = records
             if task.kind == GENERATE:  # which answers are even of the asked-for kind (forms.py)
                 result.answer_forms[task.name] = classify_records(records, classifier)
@@ -225,7 +226,5 @@ def evaluate(model, tokenizer, tasks: list[str] | str | None = None, data=None, 
 
 def _interval(values: list[float], level: float) -> list[float]:
     """The item-level interval of a mean score: Wilson for 0/1 scores (acc, exact match), else bootstrap."""
-    from factlearn.analyze.stats import item_interval
-
     low, high, _ = item_interval(values, level)
     return [low, high]

@@ -24,9 +24,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from factlearn.analyze.stats import (N_BOOT, bootstrap_p_value, check_level, paired_comparison,
-                                     percentile_interval)
+from factlearn.analyze.stats import (N_BOOT, bootstrap_p_value, check_level, cluster_bootstrap_replicates,
+                                     paired_comparison, percentile_interval)
 from factlearn.report.evidence import BASE, Evidence, pair_items
+from factlearn.report.fairness import (NOT_COMPARABLE, PARITY_MARGIN, apply_holm, check_parity_margin,
+                                       conditional_transfer, directions_disagree, parity, scope_text)
 from factlearn.report.locus import ablation_locus
 
 QA = "Eval_QA"
@@ -35,10 +37,11 @@ REASONING_SLOTS = (
     ("2-hop", ("Eval_2hop_reasoning_cloze", "Eval_2hop_reasoning", "Eval_2hop_reasoning_raw")),
     ("multiple choice", ("Eval_multiple_choice_cloze", "Eval_multiple_choice")),
 )
-VERDICTS = ("supported", "contradicted", "inconclusive", "not measurable")
+VERDICTS = ("supported", "contradicted", "inconclusive", "not measurable", NOT_COMPARABLE)
 MIN_EFFECT = 0.05  # score difference (scores in [0, 1]) below which an effect is not meaningful
 MIN_EFFECT_NATS = 0.1  # the same for probe ratios, in nats
 NARR, REF, FORGET = "narrative", "referencing", "narrative+forgetting"
+CONTINUED = "narrative+continued"  # forgetting's two passes without the reset: the budget-matched control
 SCORE_RANGE = (0.0, 1.0)  # task scores; probe ratios (nats) are unbounded
 
 
@@ -53,10 +56,13 @@ class Measure:
     test: str = ""
     extra: dict = field(default_factory=dict)
     replicates: np.ndarray | None = None
+    per_seed: dict | None = None  # seed -> the effect in that seed alone (directions must agree)
+    clustered: tuple | None = None  # (seed -> item -> a - b, item -> fact): for a joint cluster bootstrap
 
     def to_dict(self) -> dict:
+        seeds = {"per_seed": {str(s): v for s, v in self.per_seed.items()}} if self.per_seed else {}
         return {"name": self.name, "value": self.value, "ci95": self.ci, "p_value": self.p_value,
-                "test": self.test, **self.extra}
+                "test": self.test, **self.extra, **seeds}
 
 
 @dataclass
@@ -68,37 +74,71 @@ class Judge:
     min_effect: float = MIN_EFFECT
     min_effect_nats: float = MIN_EFFECT_NATS
     n_boot: int = N_BOOT
+    parity_margin: float = PARITY_MARGIN
+    # hook: (model, [(method, condition)], task) -> why the task is marked (wrong answer form), or None
+    marked: object = None
+
+    def is_marked(self, model: str, conditions: list, task: str):
+        if self.marked is not None:
+            return self.marked(model, conditions, task)
+        reason = getattr(self.ev, "marked_reason", None)
+        return reason(model, conditions, task) if reason else None
 
     @property
     def pct(self) -> str:
         return f"{self.level * 100:g} %"
 
-    def compare(self, name: str, a: dict | None, b: dict | None, bounds=SCORE_RANGE) -> Measure | None:
-        """Paired comparison a - b of two seed -> item -> score maps (None when either is missing)."""
+    def compare(self, name: str, a: dict | None, b: dict | None, bounds=SCORE_RANGE,
+                task: str | None = None) -> Measure | None:
+        """Paired comparison a - b of two seed -> item -> score maps (None when either is missing).
+
+        Where every item's fact is known (`task` given, records with "fact"), the interval and p-value
+        come from the cluster bootstrap over facts and seeds; else from the item-level paired test.
+        """
         pairs = pair_items(a or {}, b or {})
         if pairs is None:
             return None
-        a_by, b_by, _ = pairs
+        a_by, b_by, seeds = pairs
         seed = zlib.crc32(name.encode("utf-8"))  # deterministic, and independent between measures
         c = paired_comparison(a_by, b_by, self.level, self.n_boot, seed, bounds)
-        return Measure(name, c["diff"], c["ci"], c["p_value"], c["test"],
-                       {"n_items": c["n_items"], "n_seeds": c["n_seeds"]}, c["replicates"])
+        per_seed = {s: float(np.mean(np.subtract(x, y))) for s, x, y in zip(seeds, a_by, b_by)}
+        m = Measure(name, c["diff"], c["ci"], c["p_value"], c["test"],
+                    {"n_items": c["n_items"], "n_seeds": c["n_seeds"]}, c["replicates"], per_seed)
+        facts = self.ev.facts.get(task, {}) if task else {}
+        diffs = _item_diffs(a, b)
+        if facts and diffs and all(i in facts for d in diffs.values() for i in d):
+            clusters = {i: facts[i] for d in diffs.values() for i in d}
+            reps = cluster_bootstrap_replicates([diffs], [clusters], self.n_boot, _CLUSTER_SEED)
+            m.ci, m.p_value, m.replicates = list(percentile_interval(reps, self.level)), bootstrap_p_value(reps), reps
+            m.test = f"cluster bootstrap over {len(set(clusters.values()))} facts and {len(diffs)} seed(s)"
+            m.extra["n_facts"] = len(set(clusters.values()))
+            m.clustered = (diffs, clusters)
+        return m
 
     def task_diff(self, model: str, a: tuple[str, str], b: tuple[str, str], task: str) -> Measure | None:
         sa, sb = self.ev.task_scores(model, *a, task), self.ev.task_scores(model, *b, task)
         if sa is None or sb is None:
             return None
-        return self.compare(f"{task} {sa.metric}: {a[1]} - {b[1]}", sa.by_seed, sb.by_seed)
+        return self.compare(f"{task} {sa.metric}: {a[1]} - {b[1]}", sa.by_seed, sb.by_seed, task=task)
 
     def combine(self, name: str, parts: list[Measure], sign: list[float]) -> Measure:
         """sum(sign_i * part_i): value, percentile CI and bootstrap p-value from the parts' replicates."""
         reps = sum(s * p.replicates for s, p in zip(sign, parts))
         value = float(sum(s * p.value for s, p in zip(sign, parts)))
+        seeds = set.intersection(*(set(p.per_seed or {}) for p in parts)) if parts else set()
+        per_seed = {k: float(sum(s * p.per_seed[k] for s, p in zip(sign, parts))) for k in seeds} or None
+        test = ("cluster bootstrap over facts and seeds" if all(p.clustered for p in parts)
+                else "bootstrap over items")
         return Measure(name, value, list(percentile_interval(reps, self.level)), bootstrap_p_value(reps),
-                       "bootstrap over items", replicates=reps)
+                       test, replicates=reps, per_seed=per_seed)
 
     def mean_of(self, name: str, parts: list[Measure]) -> Measure:
-        return self.combine(name, parts, [1 / len(parts)] * len(parts))
+        m = self.combine(name, parts, [1 / len(parts)] * len(parts))
+        if all(p.clustered for p in parts):  # one draw of facts for every task: a fact's items move together
+            reps = cluster_bootstrap_replicates([p.clustered[0] for p in parts], [p.clustered[1] for p in parts],
+                                                self.n_boot, _CLUSTER_SEED)
+            m.ci, m.p_value, m.replicates = list(percentile_interval(reps, self.level)), bootstrap_p_value(reps), reps
+        return m
 
     def effect_verdict(self, m: Measure, min_effect: float | None = None) -> str:
         min_effect = self.min_effect if min_effect is None else min_effect
@@ -131,6 +171,23 @@ class Judge:
                     measures.append(m)
                     break
         return measures, notes
+
+
+_CLUSTER_SEED = 20  # one fact draw shared by every measure: composite effects stay coupled across tasks
+
+
+def _item_diffs(a: dict | None, b: dict | None) -> dict:
+    """seed -> item -> a - b, pairing seeds as pair_items does (a one-seed side pairs with every seed)."""
+    a, b = a or {}, b or {}
+    if not a or not b:
+        return {}
+    if len(b) == 1 and set(a) != set(b):
+        pairs = [(s, a[s], next(iter(b.values()))) for s in a]
+    elif len(a) == 1 and set(a) != set(b):
+        pairs = [(s, next(iter(a.values())), b[s]) for s in b]
+    else:
+        pairs = [(s, a[s], b[s]) for s in a if s in b]
+    return {s: {i: xa[i] - xb[i] for i in set(xa) & set(xb)} for s, xa, xb in pairs if set(xa) & set(xb)}
 
 
 def _entry(fid: str, claim: str, rule: str, model, method, verdict: str, measures: list[Measure],
@@ -175,8 +232,42 @@ def _reasoning_effect(j: Judge, model: str, a: tuple[str, str], b: tuple[str, st
     return j.effect_verdict(effect), [effect, *parts], notes
 
 
+def _not_comparable(j: Judge, model: str, a: tuple[str, str], b: tuple[str, str], measures: list, notes: list):
+    """None where a and b learned within the parity margin (or no knowledge measure); else the verdict triple."""
+    ok, reason, info = parity(j.ev, model, a, b, j.parity_margin, j.is_marked)
+    if not info:
+        notes.append(f"parity of knowledge not checked: {reason}")
+        return None
+    level_note = Measure(f"knowledge ({info['task']}): {a[1]} vs {b[1]}", info[a[1]] - info[b[1]], [None, None],
+                         None, "parity margin", {"levels": {a[1]: info[a[1]], b[1]: info[b[1]]},
+                                                 "parity_margin": info["margin"]})
+    if ok:
+        notes.append(reason)
+        return None
+    return NOT_COMPARABLE, [level_note, *measures], [reason, *notes]
+
+
+def _transfer_measures(j: Judge, model: str, a: tuple[str, str], b: tuple[str, str], parts: list) -> list:
+    """Conditional transfer per fact for each reasoning task measured (extra evidence, not the verdict)."""
+    ok, _, info = parity(j.ev, model, a, b, 1.0, j.is_marked)
+    if not info:
+        return []
+    out = []
+    for p in parts:
+        task = p.name.split(" ")[0]
+        ct = conditional_transfer(j.ev, model, a, b, info["task"], task, j.level, j.n_boot, _CLUSTER_SEED)
+        if ct is not None:
+            out.append(Measure(ct["name"], ct["value"], ct["ci95"], ct.get("p_value"), ct["test"],
+                               {"per_condition": ct["per_condition"], "n_facts": ct["n_facts"]}))
+    return out
+
+
 def f3_referencing(j: Judge, model: str, method: str):
     verdict, measures, notes = _reasoning_effect(j, model, (method, REF), (method, NARR), "referencing - narrative")
+    if verdict != "not measurable":
+        measures += _transfer_measures(j, model, (method, REF), (method, NARR), measures[1:])
+        if (nc := _not_comparable(j, model, (method, REF), (method, NARR), measures, notes)):
+            return nc
     learned = None if _unmeasurable(j, model, QA) else j.task_diff(model, (method, REF), BASE, QA)
     if verdict != "not measurable" and learned is not None and learned.ci[0] <= 0:
         # Comparing how knowledge generalises needs knowledge: a referencing model that did not learn the
@@ -189,7 +280,24 @@ def f3_referencing(j: Judge, model: str, method: str):
 
 
 def f4_forgetting(j: Judge, model: str, method: str):
-    return _reasoning_effect(j, model, (method, FORGET), (method, NARR), "narrative+forgetting - narrative")
+    """Reset vs no reset at equal training (narrative+continued); single-pass narrative reported beside it."""
+    single = _reasoning_effect(j, model, (method, FORGET), (method, NARR), "narrative+forgetting - narrative")
+    matched = _reasoning_effect(j, model, (method, FORGET), (method, CONTINUED),
+                                "narrative+forgetting - narrative+continued")
+    if matched[0] != "not measurable":
+        verdict, measures, notes = matched
+        if single[0] != "not measurable":
+            measures = [*measures, single[1][0]]
+            notes = [*notes, f"against single-pass narrative (half the training): {single[0]}"]
+        return verdict, measures, notes
+    verdict, measures, notes = single
+    if verdict == "not measurable":
+        return single
+    notes = [*notes, f"no {CONTINUED} control in this run: forgetting trains two passes against narrative's "
+                     "one, so reset and extra training are confounded"]
+    if verdict == "supported":  # the gain may come from the second pass alone
+        return "inconclusive", measures, notes + [f"supported only against single-pass narrative; add {CONTINUED}"]
+    return verdict, measures, notes
 
 
 def _ratio(probes: dict | None, ratio: str) -> dict | None:
@@ -212,7 +320,10 @@ def f5_probes(j: Judge, model: str, method: str):
     verdicts = {j.effect_verdict(comp, j.min_effect_nats), j.effect_verdict(contrast, j.min_effect_nats)}
     verdict = ("contradicted" if "contradicted" in verdicts else
                "supported" if verdicts == {"supported"} else "inconclusive")
-    return verdict, [comp, contrast, *extra], []
+    notes: list[str] = []
+    if (nc := _not_comparable(j, model, (method, REF), (method, NARR), [comp, contrast, *extra], notes)):
+        return nc
+    return verdict, [comp, contrast, *extra], notes
 
 
 def f6_ablation(j: Judge, model: str, method: str):
@@ -277,10 +388,37 @@ FINDINGS = (
 )
 
 
+def _seeds_disagree(verdict: str, measures: list[Measure], n_primary: int) -> str | None:
+    """Why a supported/contradicted verdict cannot stand: its primary effect changes sign between seeds."""
+    if verdict not in ("supported", "contradicted"):
+        return None
+    for m in measures[:n_primary]:
+        if m.per_seed and len(m.per_seed) > 1:
+            dirs = {s: int(np.sign(v)) for s, v in m.per_seed.items()}
+            if directions_disagree(dirs):
+                shown = ", ".join(f"seed {s}: {v:+.3f}" for s, v in m.per_seed.items())
+                return f"{m.name} changes direction between seeds ({shown}): not {verdict}"
+    return None
+
+
+def _seeds_of(evidence: Evidence, model: str, method: str) -> list:
+    keys = [k for k in evidence.scores if k[0] == model and k[1] == method]
+    seeds = {s for k in keys for s in evidence.scores[k].by_seed}
+    seeds |= {s for k, v in evidence.probes.items() if k[:2] == (model, method) for s in v}
+    return sorted(s for s in seeds if s is not None)
+
+
 def conclude(evidence: Evidence, level: float = 0.95, min_effect: float = MIN_EFFECT,
-             min_effect_nats: float = MIN_EFFECT_NATS, n_boot: int = N_BOOT) -> list[dict]:
-    """One entry per finding and (model, method): {"id", "claim", "model", "method", "verdict", "rule", "evidence"}."""
-    j = Judge(evidence, check_level(level), min_effect, min_effect_nats, n_boot)
+             min_effect_nats: float = MIN_EFFECT_NATS, n_boot: int = N_BOOT,
+             parity_margin: float = PARITY_MARGIN, scope: dict | None = None, marked=None) -> list[dict]:
+    """One entry per finding and (model, method): {"id", "claim", "model", "method", "verdict", "rule",
+    "evidence", "scope", "p_raw", "p_holm"}.
+
+    `scope` ({"world_size", "budgets": {corpus: text}}) goes into every verdict's scope line with the
+    seeds found in the evidence; `marked` is the hook naming tasks answered in the wrong form.
+    """
+    j = Judge(evidence, check_level(level), min_effect, min_effect_nats, n_boot,
+              check_parity_margin(parity_margin), marked)
     scopes = [(model, method) for model in evidence.models() for method in evidence.methods(model)]
     out = []
     for fid, claim, judge, rule in FINDINGS:
@@ -288,5 +426,14 @@ def conclude(evidence: Evidence, level: float = 0.95, min_effect: float = MIN_EF
             out.append(_entry(fid, claim, rule(j), None, None, "not measurable", [], ["the run has no trained model"]))
         for model, method in scopes:
             verdict, measures, notes = judge(j, model, method)
-            out.append(_entry(fid, claim, rule(j), model, method, verdict, measures, notes))
+            if (why := _seeds_disagree(verdict, measures, 2 if fid == "F5" else 1)):
+                verdict, notes = "inconclusive", [*notes, why]
+            entry = _entry(fid, claim, rule(j), model, method, verdict, measures, notes)
+            entry["seeds"] = _seeds_of(evidence, model, method)
+            entry["scope"] = scope_text(model, method, entry["seeds"], (scope or {}).get("world_size"),
+                                        (scope or {}).get("budgets"))
+            out.append(entry)
+    for e in out:
+        e.setdefault("scope", "no trained model")
+    apply_holm(out)
     return out

@@ -53,6 +53,8 @@ class Evidence:
     ablations: dict[tuple[str, str, str, str], dict[Seed, AblationSweep]] = field(default_factory=dict)
     # (model, task) -> {"beyond": bool, ...}: the capability control on real facts
     control: dict[tuple[str, str], dict] = field(default_factory=dict)
+    # task -> doc_index -> fact key (records' "fact"): the cluster bootstrap draws a fact's items together
+    facts: dict[str, dict[int, str]] = field(default_factory=dict)
 
     def models(self) -> list[str]:
         keys = [k[0] for k in self.scores] + [k[0] for k in self.probes] + [k[0] for k in self.ablations]
@@ -153,6 +155,8 @@ def evidence_from_run(run_dir: str | Path, results: dict) -> Evidence:
             metric = metric_of(task)
             scores = ev.scores.setdefault((*_labels(entry), task), TaskScores(task, metric))
             scores.by_seed.setdefault(entry.get("seed"), {})[int(rec["doc_index"])] = _item_score(rec, metric)
+            if rec.get("fact"):
+                ev.facts.setdefault(task, {})[int(rec["doc_index"])] = str(rec["fact"])
     for entry in results.get("probes", []):
         facts = {f"{f['head']}|{f['relation']}": {"comparison": float(f["comparison"]),
                                                   "negation": float(f["negation"])}

@@ -1,0 +1,155 @@
+"""What makes a verdict fair: parity of knowledge, transfer per known fact, seeds that agree, scope, Holm.
+
+- Parity: comparing how two conditions *generalise* is only meaningful where both learned about as
+  much. The knowledge measure is QA, or its likelihood form (MC cloze) where QA is marked as answered
+  in the wrong form (report/forms.py); the two levels must lie within `parity_margin` of each other,
+  else the finding is `not comparable`, with both levels and the reason.
+- Conditional transfer: P(reasoning item right | the same fact's knowledge item right), per
+  condition, and its paired difference over the facts both conditions know (cluster bootstrap over
+  facts and seeds).
+- Seeds: a finding whose effect points one way in one seed and the other way in another cannot be
+  supported or contradicted.
+- Scope: every verdict line names model, method, seeds, world size and each corpus's budget.
+- Holm: the primary tests of all findings are corrected together; raw and adjusted p are shown.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from factlearn.analyze.stats import (N_BOOT, bootstrap_p_value, cluster_bootstrap_replicates, holm_adjust,
+                                     percentile_interval)
+from factlearn.errors import UserError
+
+KNOWLEDGE_FORMS = ("Eval_QA", "Eval_multiple_choice_cloze")  # the likelihood form where QA is marked
+PARITY_MARGIN = 0.15  # knowledge levels (scores in [0, 1]) further apart than this are not comparable
+NOT_COMPARABLE = "not comparable"
+
+Marked = Callable[[str, list, str], "str | None"]  # (model, [(method, condition)], task) -> why marked
+
+
+def check_parity_margin(margin: float) -> float:
+    """The parity margin is a score difference in [0, 1)."""
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= float(margin) < 1:
+        raise UserError(f"parity_margin must be a score difference in [0, 1), e.g. 0.15; got {margin!r}")
+    return float(margin)
+
+
+def knowledge_task(ev, model: str, conditions: list[tuple[str, str]], marked: Marked | None = None) -> str | None:
+    """QA, or MC cloze where QA is marked (wrong answer form) for one of the conditions; None if neither."""
+    for task in KNOWLEDGE_FORMS:
+        if any(ev.task_scores(model, *c, task) is None for c in conditions):
+            continue
+        if marked is not None and marked(model, conditions, task):
+            continue
+        return task
+    return None
+
+
+def level(ev, model: str, condition: tuple[str, str], task: str) -> float:
+    """Mean item score over seeds: how much a condition knows on the knowledge measure."""
+    ts = ev.task_scores(model, *condition, task)
+    return float(np.mean([np.mean(list(items.values())) for items in ts.by_seed.values() if items]))
+
+
+def parity(ev, model: str, a: tuple[str, str], b: tuple[str, str], margin: float,
+           marked: Marked | None = None) -> tuple[bool, str, dict]:
+    """(comparable, reason, {"task", a: level, b: level}): both learned within `margin` of each other."""
+    task = knowledge_task(ev, model, [a, b], marked)
+    if task is None:
+        return False, f"no knowledge measure ({' or '.join(KNOWLEDGE_FORMS)}) for both {a[1]} and {b[1]}", {}
+    la, lb = level(ev, model, a, task), level(ev, model, b, task)
+    info = {"task": task, a[1]: la, b[1]: lb, "margin": margin}
+    if abs(la - lb) > margin:
+        return False, (f"{a[1]} and {b[1]} learned different amounts ({task} {la:.2f} vs {lb:.2f}, "
+                       f"|difference| {abs(la - lb):.2f} > parity margin {margin:g}): how each generalises "
+                       "cannot be compared"), info
+    return True, f"knowledge within the parity margin ({task} {la:.2f} vs {lb:.2f}, margin {margin:g})", info
+
+
+def _by_fact(scores: dict, facts: dict) -> dict:
+    """seed -> fact -> mean item score, for items whose fact is known."""
+    out = {}
+    for s, items in scores.items():
+        grouped: dict[str, list] = {}
+        for i, v in items.items():
+            if i in facts:
+                grouped.setdefault(facts[i], []).append(v)
+        out[s] = {f: float(np.mean(v)) for f, v in grouped.items()}
+    return out
+
+
+def _per_seed(by_seed: dict, seed):
+    return by_seed.get(seed, by_seed.get(None)) if len(by_seed) != 1 else next(iter(by_seed.values()))
+
+
+def conditional_transfer(ev, model: str, a: tuple[str, str], b: tuple[str, str], know: str, reason: str,
+                         level_: float = 0.95, n_boot: int = N_BOOT, seed: int = 0) -> dict | None:
+    """P(reasoning right | that fact's knowledge item right) for a and b, and its paired difference.
+
+    A fact is "known" in a seed when every one of its knowledge items is right. The difference is taken
+    over facts both conditions know in the same seed; its interval resamples facts and seeds.
+    None when the items carry no fact keys (ev.facts) or no fact is known by both.
+    """
+    facts_k, facts_r = ev.facts.get(know, {}), ev.facts.get(reason, {})
+    if not facts_k or not facts_r:
+        return None
+    out, known = {}, {}
+    for cond in (a, b):
+        ks, rs = ev.task_scores(model, *cond, know), ev.task_scores(model, *cond, reason)
+        if ks is None or rs is None:
+            return None
+        k_by, r_by = _by_fact(ks.by_seed, facts_k), _by_fact(rs.by_seed, facts_r)
+        known[cond] = {s: {f: r_by[s][f] for f, v in k_by[s].items() if v == 1.0 and f in r_by.get(s, {})}
+                       for s in k_by}
+        vals = [v for s in known[cond].values() for v in s.values()]
+        out[cond[1]] = {"p": float(np.mean(vals)) if vals else None, "n_known": len(vals)}
+    seeds = sorted(set(known[a]) | set(known[b]), key=lambda s: (s is None, s or 0))
+    diffs = {}
+    for s in seeds:
+        ka, kb = _per_seed(known[a], s), _per_seed(known[b], s)
+        if ka is None or kb is None:
+            continue
+        both = set(ka) & set(kb)
+        if both:
+            diffs[s] = {f: ka[f] - kb[f] for f in both}
+    if not diffs:
+        return {"name": f"P({reason} right | {know} right): {a[1]} - {b[1]}", "value": None, "ci95": [None, None],
+                "per_condition": out, "n_facts": 0, "test": "no fact known by both"}
+    clusters = {f: f for d in diffs.values() for f in d}
+    reps = cluster_bootstrap_replicates([diffs], [clusters], n_boot, seed)
+    value = float(np.mean([np.mean(list(d.values())) for d in diffs.values()]))
+    return {"name": f"P({reason} right | {know} right): {a[1]} - {b[1]}", "value": value,
+            "ci95": list(percentile_interval(reps, level_)), "p_value": bootstrap_p_value(reps),
+            "test": "cluster bootstrap over facts and seeds", "per_condition": out,
+            "n_facts": len(clusters)}
+
+
+def directions_disagree(directions: dict) -> bool:
+    """True when one seed's effect is positive and another's negative."""
+    signs = set(directions.values())
+    return 1 in signs and -1 in signs
+
+
+def scope_text(model, method, seeds: Sequence, world_size: int | None, budgets: dict | None) -> str:
+    """The scope a verdict holds at, for the same line as the verdict."""
+    seeds = list(seeds or [])
+    seed_part = (f"seeds {','.join(str(s) for s in seeds)}" if len(seeds) > 1 else
+                 f"1 seed ({seeds[0] if seeds else '?'}; seed-to-seed variation not measured)")
+    parts = [f"model {model}", f"method {method}", seed_part]
+    if world_size is not None:
+        parts.append(f"world {world_size} facts")
+    if budgets:
+        parts.append("budget " + ", ".join(f"{c} {b}" for c, b in budgets.items()))
+    return "; ".join(parts)
+
+
+def apply_holm(entries: list[dict]) -> None:
+    """Add p_raw / p_holm to every entry's primary test (its first measurement), in place."""
+    firsts = [e["evidence"]["measurements"][0] if e["evidence"]["measurements"] else None for e in entries]
+    raw = [m.get("p_value") if m is not None else None for m in firsts]
+    for e, p, adj in zip(entries, raw, holm_adjust(raw)):
+        e["p_raw"], e["p_holm"] = p, adj
+        e["holm_family"] = sum(1 for x in raw if x is not None)
