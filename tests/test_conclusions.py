@@ -5,7 +5,7 @@ import json
 import pytest
 
 from factlearn.errors import UserError
-from factlearn.report.conclusions import conclude
+from factlearn.report.conclusions import VERDICTS, conclude
 from factlearn.report.evidence import AblationSweep, Evidence, TaskScores, control_flags, pair_items
 from factlearn.report.locus import ablation_locus, third
 
@@ -375,3 +375,25 @@ def test_every_entry_has_a_scope_and_holm_adjusted_p():
         assert entries[i]["p_holm"] == pytest.approx(running)
     three = conclude(evidence({("narrative", IND): items(2), ("referencing", IND): items(14)}, seeds=(1, 2, 3)))
     assert "seeds 1,2,3" in finding(three, "F3")["scope"]
+
+
+def test_terminal_and_html_never_show_a_bare_verdict():
+    from factlearn.report.cli import conclusion_lines
+    from factlearn.report.html import VERDICT_STYLE, conclusions_html
+
+    case = {**reasoning_cases("referencing")["contradicted"], ("narrative", QA): items(18),
+            ("referencing", QA): items(6), ("base", QA): items(0)}
+    entries = conclude(evidence(case), scope={"world_size": 20, "budgets": {"narrative": "epochs=5"}})
+    lines = conclusion_lines({"conclusions": entries})
+    verdict_lines = [line for line in lines if line.strip()[:2] in {"F1", "F2", "F3", "F4", "F5", "F6"}]
+    assert len(verdict_lines) == 6
+    for line in verdict_lines:
+        first = line.splitlines()[0]
+        assert "model tiny" in first and "seed-to-seed variation not measured" in first and "world 20 facts" in first
+    f3 = next(line for line in verdict_lines if line.strip().startswith("F3"))
+    assert "NOT COMPARABLE" in f3
+    f1 = next(line for line in verdict_lines if line.strip().startswith("F1"))
+    assert "Holm" in f1
+    assert set(VERDICTS) <= set(VERDICT_STYLE)
+    page = conclusions_html({"conclusions": entries})
+    assert "not comparable" in page and "seed-to-seed variation not measured" in page and "Holm" in page

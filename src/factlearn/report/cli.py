@@ -33,12 +33,16 @@ def conclusion_lines(results: dict) -> list[str]:
         return []
     lines = ["", "What this run shows (rules: README, 'What a run shows'; evidence: results.json 'conclusions'):"]
     for c in entries:
-        scope = f" [{c['model']}, {c['method']}]" if c.get("model") else ""
+        scope = f" [{c.get('scope') or ', '.join(str(x) for x in (c.get('model'), c.get('method')) if x)}]"
         line = f"  {c['id']} {c['verdict'].upper():<15} {c['claim']}{scope}"
         measures = c.get("evidence", {}).get("measurements") or []
-        if measures and isinstance(measures[0].get("value"), (int, float)) and measures[0].get("ci95"):
+        ci = (measures[0].get("ci95") or [None]) if measures else [None]
+        if isinstance(measures[0].get("value") if measures else None, (int, float)) and all(
+                isinstance(x, (int, float)) for x in ci):
             m = measures[0]
             p = f", p={m['p_value']:.2g}" if isinstance(m.get("p_value"), (int, float)) else ""
+            if isinstance(c.get("p_holm"), (int, float)):
+                p += f" (Holm {c['p_holm']:.2g} of {c.get('holm_family')})"
             line += f"\n      {m['name']}: {m['value']:+.3f} [{m['ci95'][0]:+.2f}, {m['ci95'][1]:+.2f}]{p}"
         notes = c.get("evidence", {}).get("notes") or []
         line += "".join(f"\n      note: {n}" for n in notes[:2])

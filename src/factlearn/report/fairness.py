@@ -153,3 +153,20 @@ def apply_holm(entries: list[dict]) -> None:
     for e, p, adj in zip(entries, raw, holm_adjust(raw)):
         e["p_raw"], e["p_holm"] = p, adj
         e["holm_family"] = sum(1 for x in raw if x is not None)
+
+
+def run_scope(results: dict) -> dict:
+    """{"world_size", "budgets"} of a run's results: the world's size and each corpus's training budget."""
+    cfg, world = results.get("run_config") or {}, results.get("world") or {}
+    size = world.get("n_facts") or world.get("n_countries")
+    recipes = cfg.get("recipes") or {}
+    budgets = {}
+    for corpus in cfg.get("corpora") or []:
+        extra = (cfg.get("corpus_overrides") or {}).get(corpus) or []
+        per_method = []
+        for method, recipe in recipes.items():
+            if method in (cfg.get("methods") or recipes):
+                over = recipe.get("overrides", []) if isinstance(recipe, dict) else []
+                per_method.append(" ".join([*over, *extra]) or "recipe defaults")
+        budgets[corpus.removeprefix("Corpus_")] = " | ".join(dict.fromkeys(per_method)) or "recipe defaults"
+    return {"world_size": size, "budgets": budgets}

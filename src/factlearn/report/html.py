@@ -80,7 +80,7 @@ def results_table_html(results: dict) -> str:
 
 
 VERDICT_STYLE = {"supported": "#d4edda", "contradicted": "#f8d7da", "inconclusive": "#fff3cd",
-                 "not measurable": "#e2e3e5"}
+                 "not measurable": "#e2e3e5", "not comparable": "#d6d8f5"}
 
 
 def _num(x, digits: int = 3) -> str:
@@ -98,6 +98,12 @@ def _measure(m: dict) -> str:
     return text
 
 
+def _holm(e: dict) -> str:
+    if e.get("p_raw") is None:
+        return ""
+    return f"; p {e['p_raw']:.3g} raw, {e['p_holm']:.3g} Holm (of {e.get('holm_family')})"
+
+
 def _world_size(world: dict) -> str:
     """"10 countries" for CCA; the relations for a facts-file world."""
     if world.get("relations"):
@@ -113,7 +119,10 @@ def conclusions_html(results: dict) -> str:
              f"<p class=note>Each finding of the paper, judged from this run's numbers by the rule shown under it "
              f"({level * 100:g} % confidence intervals, paired over the same items or facts). "
              "<b>inconclusive</b> means the interval does not decide it; <b>not measurable</b> means a needed "
-             "task is beyond the model by the capability control, or the run has no cells for it.</p>"]
+             "task is beyond the model by the capability control, or the run has no cells for it; "
+             "<b>not comparable</b> means the two conditions learned different amounts (knowledge levels "
+             "further apart than the parity margin), so how each generalises cannot be compared. p is raw, "
+             "Holm-adjusted over the findings' primary tests beside it.</p>"]
     if not entries:
         return "".join(parts) + "<p>No conclusions (no evaluation finished).</p>"
     rows = []
@@ -124,7 +133,8 @@ def conclusions_html(results: dict) -> str:
         colour = VERDICT_STYLE.get(e["verdict"], "#fff")
         rows.append(f"<tr><td>{_e(e['id'])}</td><td>{_e(e['claim'])}<details><summary class=note>rule</summary>"
                     f"<span class=note>{_e(e['rule'])}</span></details></td><td>{_e(scope)}</td>"
-                    f"<td style='background:{colour}'><b>{_e(e['verdict'])}</b></td>"
+                    f"<td style='background:{colour}'><b>{_e(e['verdict'])}</b><br><span class=note>"
+                    f"{_e(e.get('scope', ''))}{_e(_holm(e))}</span></td>"
                     f"<td class=note>{evidence}</td></tr>")
     return "".join(parts) + ("<table><tr><th></th><th>finding</th><th>model / method</th><th>verdict</th>"
                              "<th>evidence</th></tr>" + "".join(rows) + "</table>")
