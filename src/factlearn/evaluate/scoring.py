@@ -105,33 +105,180 @@ def _tail_logits(model, ids, mask, keep: int):
 
 # --------------------------------------------------------------------------- scoring
 
+def encode_pairs(tokenizer, context: str, continuations: Sequence[str]) -> list[tuple[list[int], list[int]]]:
+    """encode_pair for many continuations of one context, encoding the context once (same ids)."""
+    if not context:
+        return [encode_pair(tokenizer, context, c) for c in continuations]
+    n_spaces = len(context) - len(context.rstrip())
+    stem, spaces = (context[:-n_spaces], context[-n_spaces:]) if n_spaces else (context, "")
+    context_ids = encode(tokenizer, stem)
+    return [(context_ids, encode(tokenizer, stem + spaces + c)[len(context_ids):]) for c in continuations]
+
+
+def scored_prefix(context_ids: Sequence[int], continuation_ids: Sequence[int], limit: int) -> tuple[int, ...]:
+    """The context tokens the continuation is scored after, under lm-eval's left-truncation rule.
+
+    The scored input is (context + continuation)[-(limit + 1):][:-1]; its head up to the continuation is
+    the prefix. Near the length limit a longer continuation keeps less of the context, so two
+    continuations of one context may need different prefixes: the prefix, not the text, is what is shared.
+    """
+    if len(continuation_ids) > limit:
+        raise ValueError(f"a continuation of {len(continuation_ids)} tokens does not fit the model's "
+                         f"{limit}-token context")
+    scored_input = (list(context_ids) + list(continuation_ids))[-(limit + 1):][:-1]
+    return tuple(scored_input[:len(scored_input) - (len(continuation_ids) - 1)])
+
+
+def _cache_argument(model) -> str:
+    """The forward argument that takes a KV cache: `cache` (transformers >= 5.2x), else `past_key_values`."""
+    from factlearn.models import unwrap_peft
+
+    return "cache" if "cache" in inspect.signature(unwrap_peft(model).forward).parameters else "past_key_values"
+
+
+def _returned_cache(output):
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else getattr(output, "past_key_values", None)
+
+
+def _select_cache_rows(cache, rows):
+    """A new cache whose row r is row rows[r] of `cache` (which stays unchanged, for the next chunk).
+
+    transformers' Cache.batch_select_indices replaces each layer's tensors (it does not write into
+    them), so shallow copies of the cache and its layers are enough; legacy tuple caches are indexed.
+    """
+    import copy
+
+    if isinstance(cache, (tuple, list)):
+        return tuple(tuple(t.index_select(0, rows) for t in layer) for layer in cache)
+    chunk = copy.copy(cache)
+    chunk.layers = [copy.copy(layer) for layer in cache.layers]
+    chunk.batch_select_indices(rows)
+    return chunk
+
+
+def _prefix_pass(model, prefixes: Sequence[Sequence[int]], pad_id: int, device, want_cache: bool):
+    """Log-probabilities after each prefix's last token ([groups, vocab]), its mask, and its KV cache."""
+    import torch
+
+    ids, mask = _left_pad(prefixes, pad_id, device)
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
+    extra = {"logits_to_keep": 1} if _supports_logits_to_keep(model) else {}
+    out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids, use_cache=want_cache, **extra)
+    return torch.log_softmax(out.logits[:, -1, :].float(), dim=-1), mask, _returned_cache(out) if want_cache else None
+
+
+def _continuation_pass(model, cache, prefix_mask, rows: list[int], tails: list[list[int]], pad_id: int,
+                       device) -> list[float]:
+    """Sum log-probability of tails[r][1:] given prefix rows[r] + tails[r][:-1], over the prefix's cache.
+
+    Continuation tokens are right-padded (a real token never attends to a later pad) and their
+    positions go on from each prefix's own length, so each row is the same sequence as in the
+    per-request path.
+    """
+    import torch
+
+    width = max(len(t) for t in tails) - 1
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    targets = torch.zeros((len(rows), width), dtype=torch.long)
+    tail_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, tail in enumerate(tails):
+        ids[r, :len(tail) - 1] = torch.tensor(tail[:-1])
+        targets[r, :len(tail) - 1] = torch.tensor(tail[1:])
+        tail_mask[r, :len(tail) - 1] = 1
+    index = torch.tensor(rows, device=device)
+    ids, targets, tail_mask = ids.to(device), targets.to(device), tail_mask.to(device)
+    past_mask = prefix_mask.index_select(0, index)
+    positions = past_mask.sum(-1, keepdim=True) + torch.arange(width, device=device)
+    logits = model(input_ids=ids, attention_mask=torch.cat([past_mask, tail_mask], dim=-1), position_ids=positions,
+                   use_cache=True, **{_cache_argument(model): _select_cache_rows(cache, index)}).logits[:, -width:, :].float()
+    logprobs = torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None])[..., 0]
+    return (logprobs * tail_mask).sum(-1).tolist()
+
+
+def score_token_requests(model, requests: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int, limit: int,
+                         batch_size: int = 16, rows_budget: int = 512) -> list[float]:
+    """Sum log-probability of each (context ids, continuation ids) request: the shared-context primitive.
+
+    Requests are grouped by scored prefix (scored_prefix: the truncation rule of the per-request path,
+    kept exactly). Each distinct prefix runs through the model once, `batch_size` prefixes a pass, with
+    the KV cache kept; the first token of every continuation is scored from the prefix's last position,
+    and the rest of all continuations run in batches over that cache, rows expanded from their prefix
+    (`batch_size` x `rows_budget` cached+new token rows a pass bound the memory). One-token
+    continuations (letter choices) need no cache at all. Empty continuations score 0.
+    """
+    import torch
+
+    scores = [0.0] * len(requests)
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, (context_ids, continuation_ids) in enumerate(requests):
+        if continuation_ids:
+            groups.setdefault(scored_prefix(context_ids, continuation_ids, limit), []).append(i)
+    prefixes = sorted(groups, key=lambda p: -len(p))
+    device = _device(model)
+    step = max(1, batch_size)
+    with torch.inference_mode():
+        for start in range(0, len(prefixes), step):
+            batch = prefixes[start:start + step]
+            long_rows = [(g, i) for g, p in enumerate(batch) for i in groups[p] if len(requests[i][1]) > 1]
+            first, prefix_mask, cache = _prefix_pass(model, batch, pad_id, device, want_cache=bool(long_rows))
+            for g, p in enumerate(batch):
+                picked = first[g].index_select(0, torch.tensor([requests[i][1][0] for i in groups[p]], device=device))
+                for i, value in zip(groups[p], picked.tolist()):
+                    scores[i] = value
+            long_rows.sort(key=lambda gi: -len(requests[gi[1]][1]))
+            longest = max((len(requests[i][1]) for _, i in long_rows), default=1)
+            chunk_rows = max(1, step * rows_budget // (prefix_mask.shape[1] + longest))
+            for c in range(0, len(long_rows), chunk_rows):
+                chunk = long_rows[c:c + chunk_rows]
+                rest = _continuation_pass(model, cache, prefix_mask, [g for g, _ in chunk],
+                                          [list(requests[i][1]) for _, i in chunk], pad_id, device)
+                for (_, i), value in zip(chunk, rest):
+                    scores[i] += value
+    return scores
+
+
+def score_shared(model, tokenizer, contexts: Sequence[str], continuations: Sequence[Sequence[str]],
+                 batch_size: int = 16) -> list[list[float]]:
+    """Log-likelihood of every continuation after its context: [context][its continuations].
+
+    The way to ask for many continuations of one context (a cloze item's choices, a probe prompt's
+    tails): the context is encoded and run through the model once, every continuation over its cache.
+    Equal, within float rounding, to scoring each pair as its own sequence
+    (factlearn.evaluate.scoring_reference), which the tests check.
+    """
+    if len(contexts) != len(continuations):
+        raise ValueError(f"{len(contexts)} contexts but {len(continuations)} continuation lists")
+    requests, owners = [], []
+    for n, (context, conts) in enumerate(zip(contexts, continuations)):
+        requests.extend(encode_pairs(tokenizer, context, conts))
+        owners.extend([n] * len(conts))
+    flat = score_token_requests(model, requests, _pad_id(tokenizer), max_length(model, tokenizer), batch_size)
+    out: list[list[float]] = [[] for _ in contexts]
+    for n, value in zip(owners, flat):
+        out[n].append(value)
+    return out
+
+
 def score_continuations(model, tokenizer, contexts: Sequence[str], continuations: Sequence[str],
                         batch_size: int = 16) -> list[float]:
     """Sum log-probability of each continuation given its context (lm-eval's `loglikelihood`).
 
-    Public: the probes (factlearn.analyze) reuse it. Works on any causal LM, including peft models.
+    Public: any caller with a flat list of pairs. Pairs that share a context share its forward pass
+    (score_token_requests groups them), so a flat list costs no more than score_shared.
+    Works on any causal LM, including peft models.
     """
-    import torch
-
     if len(contexts) != len(continuations):
         raise ValueError(f"{len(contexts)} contexts but {len(continuations)} continuations")
-    limit = max_length(model, tokenizer)
-    items = []
-    for context, continuation in zip(contexts, continuations):
-        ctx_ids, cont_ids = encode_pair(tokenizer, context, continuation)
-        items.append(((ctx_ids + cont_ids)[-(limit + 1):][:-1], cont_ids))
-    scores = [0.0] * len(items)
-    order = sorted((i for i in range(len(items)) if items[i][1]), key=lambda i: -len(items[i][0]))
-    device = _device(model)
-    with torch.inference_mode():
-        for batch in _batches(order, batch_size):
-            keep = max(len(items[i][1]) for i in batch)
-            ids, mask = _left_pad([items[i][0] for i in batch], _pad_id(tokenizer), device)
-            logprobs = torch.log_softmax(_tail_logits(model, ids, mask, keep), dim=-1)
-            for row, i in enumerate(batch):
-                cont = torch.tensor(items[i][1], device=device)
-                scored = logprobs[row, keep - len(cont):, :]
-                scores[i] = float(scored.gather(-1, cont[:, None]).sum())
+    grouped: dict[str, list[int]] = {}
+    for i, context in enumerate(contexts):
+        grouped.setdefault(context, []).append(i)
+    shared = score_shared(model, tokenizer, list(grouped), [[continuations[i] for i in idx] for idx in grouped.values()],
+                          batch_size)
+    scores = [0.0] * len(contexts)
+    for idx, values in zip(grouped.values(), shared):
+        for i, value in zip(idx, values):
+            scores[i] = value
     return scores
 
 
@@ -139,38 +286,10 @@ def score_choices(model, tokenizer, contexts: Sequence[str], choices: Sequence[s
                   batch_size: int = 16) -> list[list[float]]:
     """Log-likelihood of every choice after every context: [len(contexts)][len(choices)].
 
-    When each choice is one token after a context (" A".." D" for most tokenizers), one forward pass
-    over the context yields all of them; other contexts fall back to score_continuations.
+    One forward pass over each context; one-token choices (" A".." D") are read off its last position,
+    longer ones run over its cache (score_shared).
     """
-    import torch
-
-    limit = max_length(model, tokenizer)
-    one_pass: list[tuple[int, list[int], list[int]]] = []  # (item, context ids, choice token ids)
-    fallback: list[int] = []
-    for i, context in enumerate(contexts):
-        pairs = [encode_pair(tokenizer, context, choice) for choice in choices]
-        if all(len(cont) == 1 for _, cont in pairs):
-            one_pass.append((i, pairs[0][0][-limit:], [cont[0] for _, cont in pairs]))
-        else:
-            fallback.append(i)
-    scores: list[list[float]] = [[] for _ in contexts]
-    one_pass.sort(key=lambda item: -len(item[1]))
-    device = _device(model)
-    with torch.inference_mode():
-        for start in range(0, len(one_pass), max(1, batch_size)):
-            batch = one_pass[start:start + max(1, batch_size)]
-            ids, mask = _left_pad([ctx for _, ctx, _ in batch], _pad_id(tokenizer), device)
-            logprobs = torch.log_softmax(_tail_logits(model, ids, mask, 1)[:, -1, :], dim=-1)
-            token_ids = torch.tensor([toks for _, _, toks in batch], device=device)
-            chosen = logprobs.gather(-1, token_ids).tolist()
-            for (i, _, _), row in zip(batch, chosen):
-                scores[i] = row
-    if fallback:
-        flat = score_continuations(model, tokenizer, [contexts[i] for i in fallback for _ in choices],
-                                   [c for _ in fallback for c in choices], batch_size)
-        for n, i in enumerate(fallback):
-            scores[i] = flat[n * len(choices):(n + 1) * len(choices)]
-    return scores
+    return score_shared(model, tokenizer, contexts, [list(choices)] * len(contexts), batch_size)
 
 
 # --------------------------------------------------------------------------- generation
