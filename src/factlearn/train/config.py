@@ -98,6 +98,8 @@ class TrainConfig:
     eval_every: int = 0  # steps between eval-in-the-loop runs; 0 = off
     eval_tasks: list[str] = field(default_factory=lambda: ["Eval_multiple_choice"])
     eval_limit: Optional[int] = None
+    report_to: list[str] = field(default_factory=lambda: ["none"])  # tensorboard, wandb, mlflow, trackio (factlearn/tracking.py)
+    tracking_dir: Optional[str] = None  # where trackers write files; null = <save's parent>/tracking
     overwrite: bool = False
 
     def check(self) -> None:
@@ -128,9 +130,15 @@ class TrainConfig:
             raise UserError(f"eval_limit must be >= 1 or null, got {self.eval_limit}")
         if not self.save.strip():
             raise UserError("save must name an output folder, e.g. save=runs/my-run")
+        self._check_trackers()
         self._check_scheduler()
         self._check_lora()
         self._check_forget()
+
+    def _check_trackers(self) -> None:
+        from factlearn.tracking import check_installed, check_report_to
+
+        check_installed(check_report_to(self.report_to))
 
     def _check_scheduler(self) -> None:
         from factlearn.train.schedule import SCHEDULERS

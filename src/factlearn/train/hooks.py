@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from factlearn.errors import UserError
+from factlearn.tracking import Trackers, open_trackers
 from factlearn.train.config import TrainConfig
 
 EvalHook = Callable[[object, object, int], dict]  # (model, tokenizer, step) -> metrics for the log
@@ -17,10 +18,12 @@ ProgressCallback = Callable[[int, int], None]  # (optimizer steps done, total op
 
 
 class RunLog:
-    """train_log.jsonl rows, kept in memory (they go into checkpoints) and appended to a live file."""
+    """train_log.jsonl rows, kept in memory (they go into checkpoints) and appended to a live file;
+    each new row also goes to the experiment trackers (report_to), so they show what the log holds."""
 
-    def __init__(self, path: Path, rows: list[dict], enabled: bool):
+    def __init__(self, path: Path, rows: list[dict], enabled: bool, trackers: Trackers | None = None):
         self.path, self.rows, self.enabled = path, list(rows), enabled
+        self.trackers = trackers or Trackers()
         if enabled:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text("".join(json.dumps(r) + "\n" for r in self.rows))
@@ -31,6 +34,23 @@ class RunLog:
         self.rows.append(row)
         with open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
+        self.trackers.log_row(row)
+
+
+def open_train_trackers(cfg: TrainConfig, enabled: bool) -> Trackers:
+    """The run's trackers (main process only), named after the save folder, with the config as parameters."""
+    if not enabled:
+        return Trackers()
+    from factlearn.config import to_dict
+
+    folder = cfg.tracking_dir or str(Path(cfg.save).resolve().parent / "tracking")
+    return open_trackers(cfg.report_to, "factlearn", Path(cfg.save).name, folder, to_dict(cfg))
+
+
+def log_summary(trackers: Trackers, summary: dict) -> None:
+    """The finished run's headline numbers, at its last step."""
+    trackers.log({f"summary/{k}": float(v) for k, v in summary.items()
+                  if isinstance(v, (int, float)) and not isinstance(v, bool)}, step=summary.get("steps"))
 
 
 def default_eval_hook(cfg: TrainConfig) -> EvalHook:

@@ -42,7 +42,8 @@ from factlearn.train.cpu_memory import keep_freed_memory_on_cpu
 from factlearn.train.data import (collate, epoch_batches, load_corpus, pack, pack_pays_off, shard_step,
                                   steps_per_epoch, target_tokens, tokenize_rows)
 from factlearn.train.engine import Layout, Replicated, check_engine, make_accelerator, make_optimizer
-from factlearn.train.hooks import EvalHook, ProgressCallback, RunLog, default_eval_hook, progress_bar, run_eval
+from factlearn.train.hooks import (EvalHook, ProgressCallback, RunLog, default_eval_hook, log_summary,
+                                   open_train_trackers, progress_bar, run_eval)
 from factlearn.train.loss import attention_costs, packing_matches_padding
 from factlearn.train.output import (LIVE_LOG, check_same_config, discard_work_if_unresumable, prepare_output,
                                     save_output)
@@ -96,13 +97,15 @@ def train(cfg: TrainConfig, eval_hook: EvalHook | None = None, resume: bool = Fa
         pretrained_upper = forgetting.snapshot_upper_layers(model, cfg.forget.start_layer)
 
     created = not save.exists()
+    trackers = open_train_trackers(cfg, accelerator.is_main_process)  # report_to; empty for none
     log = RunLog(save / LIVE_LOG, ckpt_io.read_log(resume_from) if resume_from else [],
-                 enabled=accelerator.is_main_process)
+                 enabled=accelerator.is_main_process, trackers=trackers)
     state = TrainState(cfg, accelerator, model, tokenizer, rows, log, to_yaml(cfg), eval_hook, on_progress,
                        pretrained_upper, layout=layout)
     try:
         summary = _loop(state, resume_from)
     except BaseException:
+        trackers.finish()
         if accelerator.is_main_process:
             discard_work_if_unresumable(save, created)
         raise
@@ -111,6 +114,8 @@ def train(cfg: TrainConfig, eval_hook: EvalHook | None = None, resume: bool = Fa
     final = layout.plain_model(cfg, model, accelerator.is_main_process)
     if accelerator.is_main_process:
         save_output(cfg, final, tokenizer, log.rows, summary, state.config_yaml)
+        log_summary(trackers, summary)
+    trackers.finish()
     accelerator.wait_for_everyone()
     return save
 
