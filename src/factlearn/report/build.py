@@ -69,6 +69,9 @@ def collect_results(run_dir: str | Path) -> dict:
     tasks = ordered_tasks(plan["run_config"]["tasks"])
     out["table"] = {"tasks": tasks, "rows": table_rows(out["evaluations"], tasks)}
     mark_beyond(out["table"]["rows"], out["control"])
+    from factlearn.report.forms import add_marks
+
+    add_marks(out, run_dir)  # answer forms and the wrong-form / broken-by-training marks
     out["timings"] = {"cell_seconds_by_kind": stage_seconds, "cell_seconds_total": sum(stage_seconds.values()),
                       "cell_cpu_seconds_by_kind": stage_cpu,
                       "last_invocation": invocation}

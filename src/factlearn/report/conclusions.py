@@ -33,7 +33,8 @@ from factlearn.report.locus import ablation_locus
 
 QA = "Eval_QA"
 REASONING_SLOTS = (
-    ("indirect", ("Eval_indirect_reasoning",)),
+    # the likelihood form is used where the generated one is marked (report/forms.py: wrong answer form)
+    ("indirect", ("Eval_indirect_reasoning", "Eval_indirect_reasoning_cloze")),
     ("2-hop", ("Eval_2hop_reasoning_cloze", "Eval_2hop_reasoning", "Eval_2hop_reasoning_raw")),
     ("multiple choice", ("Eval_multiple_choice_cloze", "Eval_multiple_choice")),
 )
@@ -166,6 +167,9 @@ class Judge:
                 if self.ev.beyond(model, task):
                     notes.append(f"{task} left out: beyond {model} by the capability control")
                     continue
+                if (why := self.is_marked(model, [a, b], task)):
+                    notes.append(f"{task} left out: {why}")
+                    continue
                 m = self.task_diff(model, a, b, task)
                 if m is not None:
                     measures.append(m)
@@ -204,7 +208,7 @@ def _unmeasurable(j: Judge, model: str, task: str) -> str | None:
 # --------------------------------------------------------------------------- the findings
 
 def f1_qa(j: Judge, model: str, method: str) -> tuple[str, list[Measure], list[str]]:
-    if (why := _unmeasurable(j, model, QA)):
+    if (why := _unmeasurable(j, model, QA) or j.is_marked(model, [(method, NARR), BASE], QA)):
         return "not measurable", [], [why]
     m = j.task_diff(model, (method, NARR), BASE, QA)
     if m is None:
@@ -213,7 +217,7 @@ def f1_qa(j: Judge, model: str, method: str) -> tuple[str, list[Measure], list[s
 
 
 def f2_transfer(j: Judge, model: str, method: str) -> tuple[str, list[Measure], list[str]]:
-    if (why := _unmeasurable(j, model, QA)):
+    if (why := _unmeasurable(j, model, QA) or j.is_marked(model, [(method, NARR), BASE], QA)):
         return "not measurable", [], [why]
     qa = j.task_diff(model, (method, NARR), BASE, QA)
     parts, notes = j.reasoning(model, (method, NARR), BASE)

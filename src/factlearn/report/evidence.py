@@ -53,6 +53,9 @@ class Evidence:
     ablations: dict[tuple[str, str, str, str], dict[Seed, AblationSweep]] = field(default_factory=dict)
     # (model, task) -> {"beyond": bool, ...}: the capability control on real facts
     control: dict[tuple[str, str], dict] = field(default_factory=dict)
+    # (model, method, condition, task) -> why the task is out of that condition's evidence (report/forms.py:
+    # answers in the wrong form, or a capability training broke)
+    marked: dict[tuple[str, str, str, str], str] = field(default_factory=dict)
     # task -> doc_index -> fact key (records' "fact"): the cluster bootstrap draws a fact's items together
     facts: dict[str, dict[int, str]] = field(default_factory=dict)
 
@@ -71,6 +74,11 @@ class Evidence:
     def beyond(self, model: str, task: str) -> bool:
         """True when the control found `task` beyond `model` (no control entry: not known to be beyond)."""
         return bool(self.control.get((model, task), {}).get("beyond", False))
+
+    def marked_reason(self, model: str, conditions: list[tuple[str, str]], task: str) -> str | None:
+        """Why `task` cannot be judged for one of the (method, condition)s (None when it can)."""
+        reasons = [self.marked[(model, *mc, task)] for mc in conditions if (model, *mc, task) in self.marked]
+        return "; ".join(reasons) or None
 
     def task_scores(self, model: str, method: str, condition: str, task: str) -> TaskScores | None:
         return self.scores.get((model, method, condition, task))
@@ -126,6 +134,15 @@ def control_flags(control) -> dict[tuple[str, str], dict]:
     return flags
 
 
+def marks_index(marks: list[dict]) -> dict[tuple[str, str, str, str], str]:
+    """(model, method, condition, task) -> reason, from results["marks"] (report/forms.py)."""
+    out: dict[tuple[str, str, str, str], str] = {}
+    for m in marks:
+        key = (m["model"], m["method"], m["condition"], m["task"])
+        out[key] = f"{out[key]}; {m['reason']}" if key in out else m["reason"]
+    return out
+
+
 def _labels(entry: dict) -> tuple[str, str, str]:
     return entry["model"], entry["method"], entry["condition"]
 
@@ -148,7 +165,7 @@ def evidence_from_run(run_dir: str | Path, results: dict) -> Evidence:
     from factlearn.run.cells import CellStore
 
     store = CellStore(run_dir)
-    ev = Evidence(control=control_flags(results.get("control")))
+    ev = Evidence(control=control_flags(results.get("control")), marked=marks_index(results.get("marks", [])))
     for entry in results.get("evaluations", []):
         for rec in read_records(store.path(entry["key"])):
             task = rec["task"]

@@ -75,8 +75,11 @@ def results_table_html(results: dict) -> str:
         seeds = ", ".join(map(str, r["seeds"])) or "–"
         rows.append(f"<tr><td>{_e(r['model'])}</td><td>{_e(r['method'])}</td><td>{_e(r['condition'])}</td>"
                     f"<td>{_e(seeds)}</td>{cells}</tr>")
+    from factlearn.report.forms import mark_notes
+
+    notes = "".join(f"<p class=note>{_e(n)}</p>" for n in mark_notes(results["table"]["rows"]))
     return (f"<table><tr><th>model</th><th>method</th><th>trained on</th><th>seeds</th>{head}</tr>"
-            + "".join(rows) + "</table>")
+            + "".join(rows) + "</table>" + notes)
 
 
 VERDICT_STYLE = {"supported": "#d4edda", "contradicted": "#f8d7da", "inconclusive": "#fff3cd",

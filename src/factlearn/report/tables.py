@@ -67,7 +67,9 @@ def format_value(v: dict) -> str:
     text = f"{v['mean']:.3f} ± {v['std']:.3f}" if v["std"] is not None else f"{v['mean']:.3f}"
     ci = v.get("ci95")
     text = f"{text} [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else text
-    return text + " " + BEYOND_MARK if v.get("beyond") else text
+    from factlearn.report.forms import mark_suffix
+
+    return (text + " " + BEYOND_MARK if v.get("beyond") else text) + mark_suffix(v)
 
 
 BEYOND_MARK = "†"
@@ -102,6 +104,10 @@ def to_markdown(rows: list[dict], tasks: list[str], num_fewshot: int = 5) -> str
         note += f" Trained rows: mean ± sample std over {n_seeds} seeds."
     if any(v.get("beyond") for r in rows for v in r["values"].values()):
         note += " " + BEYOND_NOTE
+    from factlearn.report.forms import mark_notes
+
+    for sentence in mark_notes(rows):
+        note += " " + sentence
     if _has_ci(rows):
         note += (" In brackets: the confidence interval (level: `ci_level` in results.json; Wilson or bootstrap "
                  "over items for one seed, Student-t over seed means for several).")
@@ -116,8 +122,9 @@ def to_csv(rows: list[dict], tasks: list[str]) -> str:
     cis = _has_ci(rows)
     per_task = ("", "_std", "_ci95_low", "_ci95_high") if cis else ("", "_std")
     control = any("beyond" in v for r in rows for v in r["values"].values())  # a run with a capability control
+    marked = any(v.get("marks") for r in rows for v in r["values"].values())
     writer.writerow(["model", "method", "condition", "n_seeds"] + [f"{t}{c}" for t in tasks for c in per_task]
-                    + (["beyond_model"] if control else []))
+                    + (["beyond_model"] if control else []) + (["marked"] if marked else []))
     for r in rows:
         vals = []
         for t in tasks:
@@ -126,7 +133,9 @@ def to_csv(rows: list[dict], tasks: list[str]) -> str:
             if cis:
                 vals += [f"{x:.6f}" for x in v["ci95"]] if v.get("ci95") else ["", ""]
         beyond = [";".join(t for t in tasks if r["values"][t].get("beyond"))] if control else []
-        writer.writerow([r["model"], r["method"], r["condition"], len(r["seeds"]) or 1] + vals + beyond)
+        # "task:wrong form;task:broken by training" (report/forms.py); empty when the row has none
+        marks = [";".join(f"{t}:{m}" for t in tasks for m in r["values"][t].get("marks", []))] if marked else []
+        writer.writerow([r["model"], r["method"], r["condition"], len(r["seeds"]) or 1] + vals + beyond + marks)
     return buf.getvalue()
 
 
