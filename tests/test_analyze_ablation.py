@@ -259,3 +259,62 @@ def test_cli_ablate_bad_input(tiny_model_dir, trained_full, tmp_path, args, mess
     assert r.returncode == 2 and message in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+# --------------------------------------------------------------------------- F6: refined crossing intervals
+
+def layered_scores(j: int, num_layers: int, sweep: str):
+    """Score after resetting k layers when the knowledge sits in layer j alone: 1 until layer j is reset."""
+    if sweep == "bottom_up":
+        return lambda k: 1.0 if k <= j else 0.0
+    return lambda k: 1.0 if num_layers - k > j else 0.0
+
+
+@pytest.mark.parametrize("sweep", ["bottom_up", "top_down"])
+@pytest.mark.parametrize("layer, third", [(4, "lower"), (14, "middle"), (25, "upper")])
+def test_refined_interval_decides_each_third(sweep, layer, third):
+    from factlearn.analyze.refine import crossing, refine_crossing
+
+    L = 30
+    score = layered_scores(layer, L, sweep)
+    grid = {k: score(k) for k in (0, 15, 30)}
+    a, b = crossing(grid, 0.5)
+    assert b - a == 15  # the grid alone: k* somewhere in 15 layers, spanning two thirds
+    calls = []
+    ref = refine_crossing(lambda k: calls.append(k) or score(k), grid, 0.5, L, budget=4, sweep=sweep)
+    assert ref["decided"] and ref["class"] == third, ref
+    lo, hi = ref["k_range"]
+    assert lo <= layer + 1 <= hi  # the true bottom-up k* = layer + 1 is inside the refined interval
+    assert 1 <= ref["evaluations"] == len(calls) <= 4 and all(k not in grid for k in calls)
+
+
+def test_refinement_stops_when_the_budget_is_spent():
+    from factlearn.analyze.refine import refine_crossing
+
+    score = layered_scores(14, 30, "bottom_up")  # k* = 15, middle; grid {0, 30} needs two evaluations
+    grid = {0: 1.0, 30: 0.0}
+    short = refine_crossing(score, grid, 0.5, 30, budget=1)
+    assert short["evaluations"] == 1 and not short["decided"] and short["class"] == "undecided"
+    full = refine_crossing(score, grid, 0.5, 30, budget=2)
+    assert full["decided"] and full["class"] == "middle" and full["evaluations"] == 2
+    assert refine_crossing(lambda k: 1.0, grid | {30: 1.0}, 0.5, 30, budget=3)["class"] == "nowhere"
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(UserError, match="refine_budget"):
+            refine_crossing(score, grid, 0.5, 30, budget=bad)
+
+
+def test_run_ablation_refines_between_grid_points(tiny_model_dir, trained_full, world):
+    from factlearn.analyze.ablation import run_ablation
+
+    model, tok = load_model(str(trained_full), device="cpu")
+    base, _ = load_model(str(tiny_model_dir), device="cpu")
+    result = run_ablation(model, tok, delta_switch(model, base), data=world, ks=[0, 4], refine_budget=2,
+                          **EVAL_ARGS)
+    spent = sum(r["evaluations"] for r in result.refinement.values())
+    assert spent <= 2
+    for sweep, ref in result.refinement.items():
+        ks = [r["k"] for r in result.sweeps[sweep]]
+        assert ks == sorted(ks) and ks[0] == 0 and ks[-1] == 4
+        assert sum(1 for r in result.sweeps[sweep] if r.get("refined")) == ref["evaluations"]
+    with pytest.raises(UserError, match="refine_budget"):
+        run_ablation(model, tok, delta_switch(model, base), data=world, ks=[0, 4], refine_budget=0, **EVAL_ARGS)

@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterator, Sequence
 from factlearn.atomic import atomic_write_json
 from factlearn.errors import UserError
 from factlearn.layers import EMBEDDINGS, HEAD, OTHER, decoder_layers_prefix, group_of, layer_group, num_layers
+from factlearn.analyze.refine import SWEEPS, check_refine_budget, refine_crossing
 
 DEFAULT_TASKS = ("Eval_QA", "Eval_multiple_choice")
 DEFAULT_LIMIT = 20
@@ -248,6 +249,8 @@ class AblationResult:
     sweeps: dict[str, list[dict]] = field(default_factory=dict)
     # entry name -> {"removed": [groups], "metrics": ..., "items": ...}: finetuned, embeddings, head, all (= base)
     entries: dict[str, dict] = field(default_factory=dict)
+    # sweep -> analyze/refine.py's crossing interval after refinement (refined rows carry "refined": True)
+    refinement: dict[str, dict] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -268,12 +271,16 @@ class AblationResult:
 def run_ablation(model, tokenizer, switch: DeltaSwitch, *, data, tasks: Sequence[str] = DEFAULT_TASKS,
                  limit: int | None = DEFAULT_LIMIT, ks: Sequence[int] | None = None, num_fewshot: int = 5,
                  batch_size: int = 16, model_name: str = "model", base_name: str = "base",
-                 corpus: str = "corpus", progress: Callable[[str], None] | None = None) -> AblationResult:
+                 corpus: str = "corpus", progress: Callable[[str], None] | None = None,
+                 refine_budget: int | None = None) -> AblationResult:
     """Evaluate bottom-up and top-down removal of Δ for each k, plus the embeddings/head/all entries.
 
     `data` is what factlearn.evaluate.evaluate takes (a DatasetDict keyed by config name, or a source).
-    The model is left exactly finetuned afterwards, even if an evaluation fails.
+    The model is left exactly finetuned afterwards, even if an evaluation fails. `refine_budget`: at
+    most that many extra evaluations narrow each sweep's crossing of the first task (analyze/refine.py).
     """
+    if refine_budget is not None:
+        check_refine_budget(refine_budget)
     from factlearn.evaluate import evaluate
 
     L = switch.num_layers
@@ -306,9 +313,36 @@ def run_ablation(model, tokenizer, switch: DeltaSwitch, *, data, tasks: Sequence
         for name, removed in (("finetuned", []), ("embeddings", ["embeddings"]), ("head", ["head"]),
                               ("all", switch.all_group_names())):
             out.entries[name] = {"removed": removed, **eval_removed(set(removed), f"remove {name}")}
+        if refine_budget:
+            _refine(out, tasks[0], refine_budget, layers, eval_removed)
     finally:
         switch.restore()
     return out
+
+
+def _refine(out: AblationResult, task: str, budget: int, layers: list[str], eval_removed) -> None:
+    """Narrow both sweeps' crossings of `task` with at most `budget` extra evaluations in all."""
+    metric = headline_metric(task)
+    L = out.num_layers
+    mid = (out.entries["finetuned"]["metrics"][task][metric] + out.entries["all"]["metrics"][task][metric]) / 2
+    picks = {"bottom_up": lambda k: layers[:k], "top_down": lambda k: layers[L - k:]}
+    for sweep in SWEEPS:
+        rows = out.sweeps[sweep]
+        by_k = {r["k"]: r for r in rows}
+
+        def score_at(k: int, sweep=sweep, by_k=by_k) -> float:
+            removed = picks[sweep](k)
+            by_k[k] = {"k": k, "removed": removed, "refined": True,
+                       **eval_removed(set(removed), f"{sweep} k={k} (refining)")}
+            return by_k[k]["metrics"][task][metric]
+
+        left = budget - sum(r.get("evaluations", 0) for r in out.refinement.values())
+        ref = refine_crossing(score_at, {k: r["metrics"][task][metric] for k, r in by_k.items()}, mid, L,
+                              max(left, 1) if left > 0 else 1, sweep) if left > 0 else None
+        if ref is not None:
+            ref.pop("scores")
+            out.refinement[sweep] = {"task": task, "midpoint": mid, **ref}
+        out.sweeps[sweep] = [by_k[k] for k in sorted(by_k)]
 
 
 def item_scores(records: dict[str, list[dict]]) -> dict[str, list[dict]]:

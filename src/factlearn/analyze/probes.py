@@ -6,7 +6,8 @@ prompt mentioning the head, so it scores high on the comparison ratio but ~0 on 
 both (paper, Figure 2).
 
 Formulas (all log-probabilities are natural-log sums over the continuation's tokens, scored by
-factlearn.evaluate.score_continuations with the continuation " {tail}"):
+factlearn.evaluate.scoring.score_shared with the continuation " {tail}", each prompt's forward pass
+shared by all its tails):
 
     A_j(h) = affirmative prompt of template j,  N_j(h) = the same prompt with "is" -> "is not"
     comparison(fact) = mean_j mean_{t' in W} [ log p(" t" | A_j(h)) - log p(" t'" | A_j(h)) ]
@@ -14,7 +15,8 @@ factlearn.evaluate.score_continuations with the continuation " {tail}"):
 
 where (h, r, t) is the fact, W = every other distinct tail of relation r in the same world (the wrong
 tails; with `max_wrong=N`, a fixed random sample of N of them per fact, seeded, to save compute: the
-cost is facts x templates x (|W| + 2) scored continuations), and j runs over the templates of r. Reported per fact, and as mean and sample standard
+cost is one forward pass per distinct prompt, 2 x facts x templates, plus the tails' tokens after
+the first), and j runs over the templates of r. Reported per fact, and as mean and sample standard
 deviation over facts, per relation and over all facts.
 
 Prompt templates ({head} is the fact's head; {is} is "is" in the affirmative prompt and "is not" in
@@ -150,7 +152,7 @@ def probe_facts(model, tokenizer, facts: Iterable[dict], templates: dict[str, Se
                 batch_size: int = 32, label: str = "model", model_name: str = "model",
                 corpus: str = "corpus", max_wrong: int | None = None) -> ProbeResult:
     """Compute both ratios for every fact (see the module docstring for the exact formulas)."""
-    from factlearn.evaluate import score_continuations
+    from factlearn.evaluate.scoring import score_shared
 
     if max_wrong is not None and max_wrong < 1:
         raise UserError(f"max_wrong must be >= 1 (or None for all wrong tails), got {max_wrong}")
@@ -172,25 +174,23 @@ def probe_facts(model, tokenizer, facts: Iterable[dict], templates: dict[str, Se
             raise UserError(f"relation '{relation}' has only one distinct tail; the comparison ratio needs "
                             "wrong tails from other facts of the same relation (use a world with >= 2 countries)")
 
-    # One flat list of (context, continuation) requests, scored in a single batched call.
-    contexts: list[str] = []
-    continuations: list[str] = []
-    plan: list[tuple[int, int, str, str]] = []  # (fact index, template index, kind, tail)
+    # One request per distinct prompt: its tails share the prompt's forward pass (score_shared).
+    prompts: dict[str, list[str]] = {}  # prompt -> tails scored after it
+    plan: list[tuple[int, int, str, str, str]] = []  # (fact index, template index, kind, tail, prompt)
     for i, r in enumerate(rows):
         for j, t in enumerate(templates[r["relation"]]):
-            affirmative = fill(t, r["head"], negated=False)
+            affirmative, negated = fill(t, r["head"], negated=False), fill(t, r["head"], negated=True)
             for tail in [r["tail"], *wrong_tails(tails[r["relation"]], r["tail"], max_wrong)]:
-                contexts.append(affirmative)
-                continuations.append(f" {tail}")
-                plan.append((i, j, "affirmative", tail))
-            contexts.append(fill(t, r["head"], negated=True))
-            continuations.append(f" {r['tail']}")
-            plan.append((i, j, "negated", r["tail"]))
-    scores = score_continuations(model, tokenizer, contexts, continuations, batch_size=batch_size)
-    if len(scores) != len(plan):
-        raise RuntimeError(f"score_continuations returned {len(scores)} scores for {len(plan)} requests")
-
-    logp: dict[tuple[int, int, str, str], float] = {key: float(s) for key, s in zip(plan, scores)}
+                plan.append((i, j, "affirmative", tail, affirmative))
+            plan.append((i, j, "negated", r["tail"], negated))
+    for *_, tail, prompt in plan:
+        if tail not in prompts.setdefault(prompt, []):
+            prompts[prompt].append(tail)
+    scores = score_shared(model, tokenizer, list(prompts), [[f" {t}" for t in ts] for ts in prompts.values()],
+                          batch_size=batch_size)
+    by_prompt = {prompt: dict(zip(ts, row)) for (prompt, ts), row in zip(prompts.items(), scores)}
+    logp: dict[tuple[int, int, str, str], float] = {(i, j, kind, tail): float(by_prompt[prompt][tail])
+                                                    for i, j, kind, tail, prompt in plan}
     per_fact = []
     for i, r in enumerate(rows):
         comp_by_t, neg_by_t = [], []

@@ -1,7 +1,7 @@
 """The evaluator: turn tasks and data into prompts, score them with scoring.py, and aggregate metrics.
 
 One code path for every task: a task is data (tasks.py), prompts come from fewshot.py, the model is
-only touched through scoring.py (score_choices for letter multiple choice, score_continuations for
+only touched through scoring.py (score_choices for letter multiple choice, score_shared for
 cloze, generate_until for generation). Every metric is stored with its 95 % interval over items, and
 every task with its few-shot contamination (share of items whose shots hold the same fact).
 """
@@ -17,7 +17,7 @@ from factlearn.errors import UserError
 from factlearn.evaluate.fewshot import SAME_SPLIT, Prompt, build_prompts, check_shots, contamination, fact_keys
 from factlearn.evaluate.forms import FormClassifier, answer_types, classify_records
 from factlearn.evaluate.metrics import GENERATIVE_METRICS, choice_predictions, mean
-from factlearn.evaluate.scoring import generate_until, score_choices, score_continuations
+from factlearn.evaluate.scoring import generate_until, score_choices, score_shared
 from factlearn.evaluate.tasks import CLOZE, GENERATE, Task, get_tasks
 from factlearn.data import load_cca
 from factlearn.data.custom import facts_configs
@@ -133,18 +133,10 @@ def _run_generate(model, tokenizer, task: Task, docs: list[dict], prompts: list[
 
 def _cloze_logliks(model, tokenizer, task: Task, docs: list[dict], prompts: list[Prompt],
                    batch_size: int) -> list[list[float]]:
-    """Each choice's text scored as a continuation of the context (one request per choice, as lm-eval)."""
-    contexts, continuations, owners = [], [], []
-    for item, prompt in enumerate(prompts):
-        for continuation in task.doc_continuations(docs[prompt.doc_index]):
-            contexts.append(prompt.context)
-            continuations.append(continuation)
-            owners.append(item)
-    flat = score_continuations(model, tokenizer, contexts, continuations, batch_size)
-    logliks: list[list[float]] = [[] for _ in prompts]
-    for item, ll in zip(owners, flat):
-        logliks[item].append(ll)
-    return logliks
+    """Each choice's text scored as a continuation of the context (lm-eval's requests), the context's
+    forward pass shared by all its choices (score_shared)."""
+    return score_shared(model, tokenizer, [p.context for p in prompts],
+                        [task.doc_continuations(docs[p.doc_index]) for p in prompts], batch_size)
 
 
 def _run_multiple_choice(model, tokenizer, task: Task, docs: list[dict], prompts: list[Prompt],
