@@ -397,3 +397,23 @@ def test_terminal_and_html_never_show_a_bare_verdict():
     assert set(VERDICTS) <= set(VERDICT_STYLE)
     page = conclusions_html({"conclusions": entries})
     assert "not comparable" in page and "seed-to-seed variation not measured" in page and "Holm" in page
+
+
+def with_top_down(s: AblationSweep, drop_at: int) -> AblationSweep:
+    """The same sweep plus a top-down sweep on ks 0/3/6/9 that loses every item from k >= drop_at."""
+    s.top_down = {k: {i: float(k < drop_at) for i in s.finetuned} for k in (0, 3, 6, 9)}
+    return s
+
+
+def test_f6_uses_both_sweeps():
+    # narrative bottom-up: middle (k* = 6). Top-down losing it at k=6 -> bottom-up k* in [4, 6]: middle, agrees
+    agree = ablation_case(with_top_down(sweep(6), 6), with_top_down(sweep(3), 9))
+    entry = finding(conclude(evidence({("base", QA): items(0)}, ablations=agree)), "F6")
+    assert entry["verdict"] == "supported"
+    td = [m for m in entry["evidence"]["measurements"] if "top-down" in m["name"]]
+    assert td[0]["ci95"] == [4, 6] and td[0]["class"] == "middle" and td[1]["class"] == "lower"
+    # top-down losing it already at k=3 -> [7, 9]: upper, against the bottom-up middle
+    disagree = ablation_case(with_top_down(sweep(6), 3), with_top_down(sweep(3), 9))
+    entry = finding(conclude(evidence({("base", QA): items(0)}, ablations=disagree)), "F6")
+    assert entry["verdict"] == "inconclusive"
+    assert any("sweeps disagree" in n for n in entry["evidence"]["notes"])

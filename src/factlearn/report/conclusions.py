@@ -29,7 +29,7 @@ from factlearn.analyze.stats import (N_BOOT, bootstrap_p_value, check_level, clu
 from factlearn.report.evidence import BASE, Evidence, pair_items
 from factlearn.report.fairness import (NOT_COMPARABLE, PARITY_MARGIN, apply_holm, check_parity_margin,
                                        conditional_transfer, directions_disagree, parity, scope_text)
-from factlearn.report.locus import ablation_locus
+from factlearn.report.locus import ablation_locus, top_down_locus
 
 QA = "Eval_QA"
 REASONING_SLOTS = (
@@ -347,8 +347,17 @@ def f6_ablation(j: Judge, model: str, method: str):
         measures += [Measure(f"{condition} {QA}: first bottom-up k below the midpoint (of {locus['num_layers']} layers)",
                              locus["k"], locus["ci"], None, "bootstrap over items",
                              {"class": locus["class"], "decided": locus["decided"]}), gain]
+        td = top_down_locus(sweeps)
+        if td is not None:
+            measures.append(Measure(f"{condition} {QA}: top-down crossing as bottom-up k* (of {td['num_layers']} layers)",
+                                    None if td["k_range"] is None else float(np.mean(td["k_range"])),
+                                    td["k_range"] or [None, None], None, "interval between neighbouring grid points",
+                                    {"class": td["class"], "decided": td["decided"]}))
         if gain.ci[0] <= 0:
             notes.append(f"{condition}: finetuning did not raise {QA} above base at {j.pct}; nothing to locate")
+        elif locus["decided"] and td is not None and td["decided"] and td["class"] != locus["class"]:
+            notes.append(f"{condition}: the bottom-up sweep says {locus['class']}, the top-down sweep "
+                         f"{td['class']}: the sweeps disagree")
         elif locus["decided"]:
             classes[condition] = locus["class"]
         else:

@@ -40,6 +40,7 @@ class AblationSweep:
     bottom_up: dict[int, dict[int, float]]  # k (first k layers reset to base) -> doc_index -> score
     finetuned: dict[int, float]  # nothing reset
     base: dict[int, float]  # everything reset: the base model
+    top_down: dict[int, dict[int, float]] = field(default_factory=dict)  # k (last k layers reset) -> items
 
 
 @dataclass
@@ -199,7 +200,9 @@ def ablation_sweeps(result: dict) -> dict[str, AblationSweep]:
             continue
         sweep = AblationSweep(num_layers=int(result["num_layers"]),
                               bottom_up={int(r["k"]): items(r, task) for r in rows},
-                              finetuned=items(entries["finetuned"], task), base=items(entries["all"], task))
+                              finetuned=items(entries["finetuned"], task), base=items(entries["all"], task),
+                              top_down={int(r["k"]): items(r, task)
+                                        for r in result.get("sweeps", {}).get("top_down", [])})
         if sweep.finetuned and sweep.base:
             sweeps[task] = sweep
     return sweeps

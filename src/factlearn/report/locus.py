@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from factlearn.analyze.refine import as_bottom_up, crossing, decided
 from factlearn.analyze.stats import N_BOOT, check_level
 from factlearn.report.evidence import AblationSweep
 
@@ -69,3 +70,30 @@ def ablation_locus(sweeps: dict, level: float = 0.95, n_boot: int = N_BOOT, seed
 
     return {"k": shown(point), "ci": [shown(lo), shown(hi)], "class": third(point, num_layers),
             "decided": cls_lo == cls_hi != "nowhere", "num_layers": num_layers, "n_items": len(items)}
+
+
+def top_down_locus(sweeps: dict) -> dict | None:
+    """The top-down sweep's crossing as a bottom-up-equivalent interval of k* and its class (point means).
+
+    Resetting the last k layers loses knowledge held at layer j once k >= L - j, i.e. at bottom-up
+    k* = j + 1 = L - k + 1; the crossing (a, b] between neighbouring grid points maps to
+    [L - b + 1, L - a]. None when a seed has no top-down sweep.
+    """
+    sweeps = list(sweeps.values())
+    if not sweeps or any(not s.top_down for s in sweeps):
+        return None
+    num_layers = sweeps[0].num_layers
+    ks = sorted(set.intersection(*(set(s.top_down) for s in sweeps)))
+    items = sorted(set.intersection(*(set(s.finetuned) & set(s.base) for s in sweeps),
+                                    *(set(s.top_down[k]) for s in sweeps for k in ks)))
+    if not items:
+        return None
+    ft = float(np.mean([[s.finetuned[i] for i in items] for s in sweeps]))
+    base = float(np.mean([[s.base[i] for i in items] for s in sweeps]))
+    scores = {k: float(np.mean([[s.top_down[k][i] for i in items] for s in sweeps])) for k in ks}
+    cross = crossing(scores, (ft + base) / 2) if ft > base else None
+    if cross is None:
+        return {"k_range": None, "class": "nowhere", "decided": False, "num_layers": num_layers}
+    lo, hi = as_bottom_up(*cross, "top_down", num_layers)
+    return {"k_range": [lo, hi], "class": third(lo, num_layers) if decided(lo, hi, num_layers) else "undecided",
+            "decided": decided(lo, hi, num_layers), "num_layers": num_layers}
