@@ -63,3 +63,22 @@ def test_audit_corpus_from_a_path_and_the_cli_json(tmp_path):
     saved = json.loads(report.read_text())
     assert saved["n_passages"] == 1920 and len(saved["facts"]) == 40
     assert saved["summary"]["all"]["share_statistical"] == 0.0
+
+
+def test_audit_counts_reference_phrases_in_the_tail_slot():
+    """The entity audit finds no co-occurrence in the referencing corpus (a tie); the slot-filler count
+    shows what does co-occur with (head, relation) there: a reference phrase in every passage."""
+    world = generate_world(5, 0)
+    facts = build_rows(world, "Facts")
+    ref = audit_texts([r["text"] for r in build_rows(world, "Corpus_referencing")], [Fact(**f) for f in facts])
+    narr = audit_texts([r["text"] for r in build_rows(world, "Corpus_narrative")], [Fact(**f) for f in facts])
+    assert ref.share == 0.0
+    for relation in (RELATION_CAPITAL, RELATION_ANIMAL):
+        f = ref.fillers[relation]
+        assert f["passages"] == f["filled_by_reference"] == 5 * 48 and f["share_filled_by_reference"] == 1.0
+        assert {p for p, _ in f["top_fillers"]} == {"the former", "the latter", "the first one", "the second one"}
+        assert narr.fillers[relation]["filled_by_reference"] == 0 and narr.fillers[relation]["top_fillers"] == []
+    one = audit_texts(["The capital of Port Ember is the former.", "The capital of Ember is Quillmoor."], FACTS)
+    assert one.fillers[RELATION_CAPITAL] == {"passages": 2, "with_tail_entity": 1, "filled_by_reference": 1,
+                                             "share_filled_by_reference": 0.5, "top_fillers": [["the former", 1]]}
+    assert "fillers" in one.to_dict()

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 from factlearn.data.schema import RELATION_ANIMAL, RELATION_CAPITAL
-from factlearn.data.templates import RELATION_KEYWORDS
+from factlearn.data.templates import REFS, RELATION_KEYWORDS
 from factlearn.data.world import Fact
 from factlearn.errors import UserError
 
@@ -57,6 +57,8 @@ class AuditResult:
     facts: list[FactAudit]
     n_passages: int
     by_relation: dict[str, dict[str, float]] = field(default_factory=dict)
+    # relation -> what fills the tail's slot beside (head, relation) when it is no entity (see slot_fillers)
+    fillers: dict[str, dict] = field(default_factory=dict)
 
     @property
     def share(self) -> float:
@@ -71,7 +73,7 @@ class AuditResult:
         return {name: _stats(items) for name, items in groups.items()}
 
     def to_dict(self) -> dict:
-        return {"n_passages": self.n_passages, "summary": self.summary(),
+        return {"n_passages": self.n_passages, "summary": self.summary(), "fillers": self.fillers,
                 "facts": [{**asdict(f), "statistical": f.statistical} for f in self.facts]}
 
 
@@ -152,10 +154,13 @@ def audit_texts(texts: Iterable[str], facts: Sequence[Fact],
                               + r")\b", re.IGNORECASE) for r in relations}
     finder = _EntityFinder({f.head for f in facts} | {f.tail for f in facts})
     counts: dict[tuple[str, str], Counter] = defaultdict(Counter)
+    slots = {r: {"passages": 0, "with_tail_entity": 0, "filled_by_reference": 0, "fillers": Counter()}
+             for r in relations}
     n_passages = 0
     for text in texts:
         n_passages += 1
         mentioned = finder.find(_WORD.findall(text.lower()))
+        _count_slot_fillers(text, mentioned, heads, tails, patterns, slots)
         if len(mentioned) < 2:
             continue
         for r in relations:
@@ -172,7 +177,39 @@ def audit_texts(texts: Iterable[str], facts: Sequence[Fact],
                        key=lambda x: (-x[0], x[1]))
         audits.append(FactAudit(f.head, f.relation, f.tail, c.get(f.tail, 0),
                                 wrong[0][1] if wrong else None, wrong[0][0] if wrong else 0))
-    return AuditResult(audits, n_passages)
+    return AuditResult(audits, n_passages, fillers=slot_fillers(slots))
+
+
+# The phrases a referencing corpus puts in the tail's slot (templates.REFS: the one list both builders use).
+REFERENCE_PHRASES = tuple(phrase for pair in REFS for phrase in pair)
+_REFERENCE = re.compile(r"\b(?:" + "|".join(re.escape(p) for p in REFERENCE_PHRASES) + r")\b", re.IGNORECASE)
+TOP_FILLERS = 5
+
+
+def _count_slot_fillers(text: str, mentioned: set[str], heads, tails, patterns, slots: dict) -> None:
+    """One passage's part of slot_fillers: for each relation whose head and keyword it mentions, whether a
+    tail entity is there and which reference phrases are."""
+    found = [m.group(0).lower() for m in _REFERENCE.finditer(text)]
+    for r, slot in slots.items():
+        if mentioned & heads[r] and patterns[r].search(text):
+            slot["passages"] += 1
+            slot["with_tail_entity"] += bool(mentioned & tails[r] - heads[r])
+            slot["filled_by_reference"] += bool(found)
+            slot["fillers"].update(found)
+
+
+def slot_fillers(slots: dict) -> dict[str, dict]:
+    """Per relation: passages naming (head, relation), how many also name a tail entity, how many put a
+    reference phrase beside them, and the most frequent such fillers. The entity audit above counts only
+    entity tails, so a corpus whose every passage says "the former" beside (head, relation) audits as
+    free of co-occurrence; this is the co-occurrence it does have."""
+    out = {}
+    for r, s in slots.items():
+        share = s["filled_by_reference"] / s["passages"] if s["passages"] else 0.0
+        out[r] = {"passages": s["passages"], "with_tail_entity": s["with_tail_entity"],
+                  "filled_by_reference": s["filled_by_reference"], "share_filled_by_reference": share,
+                  "top_fillers": [[p, n] for p, n in sorted(s["fillers"].items(), key=lambda x: (-x[1], x[0]))[:TOP_FILLERS]]}
+    return out
 
 
 def audit_corpus(corpus: str, source: str | None = None, n_countries: int = 20, seed: int = 0) -> AuditResult:

@@ -156,6 +156,11 @@ def run_audit(args: argparse.Namespace) -> int:
     for name, s in summary.items():
         print(f"{name:<14} {s['facts']:>6} {s['share_statistical']:>11.1%} {s['coverage']:>9.1%} "
               f"{s['mean_true_count']:>10.2f} {s['mean_best_wrong_count']:>11.2f}")
+    print("tail-slot fillers that are no entity (reference phrases beside head and relation words):")
+    for name, f in result.fillers.items():
+        top = ", ".join(f'"{p}" {n}' for p, n in f["top_fillers"]) or "none"
+        print(f"{name:<14} {f['filled_by_reference']}/{f['passages']} passages "
+              f"({f['share_filled_by_reference']:.1%}); most frequent: {top}")
     if args.json:
         atomic_write_json(args.json, {"corpus": args.corpus, "source": args.source or "generator",
                                       "n_countries": args.n_countries, "seed": args.seed, **result.to_dict()})
