@@ -55,7 +55,7 @@ def test_audit_corpus_from_a_path_and_the_cli_json(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert audit_corpus(str(path)).share == pytest.approx(10 / 40)
     report = tmp_path / "audit.json"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = dict(os.environ)
     out = subprocess.run([sys.executable, "-m", "factlearn", "data", "audit", "Corpus_referencing", "--json", str(report)],
                          capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr

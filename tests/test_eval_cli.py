@@ -11,11 +11,10 @@ from pathlib import Path
 import pytest
 
 FACTLEARN = [sys.executable, "-m", "factlearn"]
-OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
 def run_cli(*args: str, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*FACTLEARN, *args], capture_output=True, text=True, env={**os.environ, **OFFLINE},
+    return subprocess.run([*FACTLEARN, *args], capture_output=True, text=True, env=os.environ,
                           timeout=timeout, cwd=cwd)
 
 
@@ -74,7 +73,7 @@ def _factlearn_and_lm_eval(tmp_path, model_dir, tasks: list[str], limit: int, *e
     records = {t: [json.loads(x) for x in (tmp_path / "ours" / "records" / f"{t}.jsonl").read_text().splitlines()]
                for t in tasks}
     cmd = lm_eval_command(model_dir, export_dir, tasks, tmp_path / "lm-eval-out", limit=limit)
-    theirs = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **OFFLINE}, timeout=600)
+    theirs = subprocess.run(cmd, capture_output=True, text=True, env=os.environ, timeout=600)
     assert theirs.returncode == 0, theirs.stderr[-3000:]
     return records, read_lm_eval_samples(tmp_path / "lm-eval-out")
 

@@ -152,7 +152,7 @@ def test_too_small_world_is_refused_at_plan_time_and_nothing_is_written(tmp_path
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "factlearn", "run", "n_countries=3", "--out", str(out)],
                           capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                          env=os.environ)
     assert proc.returncode == 2, proc.stderr
     error = [line for line in proc.stderr.splitlines() if line.startswith("factlearn: error:")]
     assert len(error) == 1 and "Traceback" not in proc.stderr
