@@ -18,3 +18,24 @@ def stack_versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             out[pkg] = None
     return out
+
+
+# What changes a cell's numbers beyond its config: float sums reorder with the thread count, kernels
+# differ by device and dtype, and library releases change kernels and defaults (docs/reproducibility.md).
+NUMERICS_FIELDS = ("torch_threads", "device", "dtype", "torch", "transformers")
+
+
+def numerics(dtype: str | None = None) -> dict:
+    """The numerics of the current process for a cell's provenance (recorded, not part of its key)."""
+    import os
+
+    import torch
+
+    device = "cpu"
+    if torch.cuda.is_available():  # does not create a CUDA context
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        device = f"cuda:{torch.cuda.get_device_name(0)}" + (f" (visible {visible})" if visible else "")
+    versions = stack_versions()
+    return {"torch_threads": torch.get_num_threads(), "device": device, "dtype": dtype,
+            "torch": versions.get("torch"), "transformers": versions.get("transformers"),
+            "deterministic_algorithms": torch.are_deterministic_algorithms_enabled()}

@@ -72,6 +72,9 @@ def collect_results(run_dir: str | Path) -> dict:
     from factlearn.report.forms import add_marks
 
     add_marks(out, run_dir)  # answer forms and the wrong-form / broken-by-training marks
+    from factlearn.report.numerics import numerics_summary
+
+    out["numerics"] = numerics_summary(run_dir, out["cells"])  # says when cells ran under different numerics
     out["timings"] = {"cell_seconds_by_kind": stage_seconds, "cell_seconds_total": sum(stage_seconds.values()),
                       "cell_cpu_seconds_by_kind": stage_cpu,
                       "last_invocation": invocation}
@@ -128,7 +131,9 @@ def build_report(run_dir: str | Path) -> dict:
     add_conclusions(results, run_dir)
     results["figures"] = make_plots(results, run_dir)
     tasks = results["table"]["tasks"]
-    atomic_write_text(run_dir / "table.md", to_markdown(results["table"]["rows"], tasks, results["run_config"]["num_fewshot"]))
+    numerics_note = (results.get("numerics") or {}).get("note")
+    atomic_write_text(run_dir / "table.md", to_markdown(results["table"]["rows"], tasks, results["run_config"]["num_fewshot"])
+                      + (f"\n{numerics_note}\n" if numerics_note else ""))
     atomic_write_text(run_dir / "table.csv", to_csv(results["table"]["rows"], tasks))
     atomic_write_json(run_dir / "results.json", results)
     atomic_write_text(run_dir / "report.html", render_html(results, run_dir))

@@ -71,6 +71,8 @@ def print_summary(run_dir: Path, seconds: float | None, executed: int | None, re
                       soft_wrap=True)
     for line in conclusion_lines(results):
         console.print(line, highlight=False, markup=False, soft_wrap=True)
+    if (results.get("numerics") or {}).get("note"):
+        console.print(results["numerics"]["note"], highlight=False, markup=False, soft_wrap=True)
     if results["missing_cells"]:
         console.print(f"{len(results['missing_cells'])} cell(s) not finished; rerun `factlearn run` to complete them.")
     if seconds is not None:

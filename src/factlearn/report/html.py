@@ -78,6 +78,8 @@ def results_table_html(results: dict) -> str:
     from factlearn.report.forms import mark_notes
 
     notes = "".join(f"<p class=note>{_e(n)}</p>" for n in mark_notes(results["table"]["rows"]))
+    if (results.get("numerics") or {}).get("note"):
+        notes += f"<p class=note><b>Mixed numerics.</b> {_e(results['numerics']['note'])}</p>"
     return (f"<table><tr><th>model</th><th>method</th><th>trained on</th><th>seeds</th>{head}</tr>"
             + "".join(rows) + "</table>" + notes)
 
