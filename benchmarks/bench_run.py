@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from factlearn.run.config import load_run_config
     from factlearn.run.plan import plan_grid
+    from factlearn.report.build import build_report
     from factlearn.run.runner import execute_plan
 
     overrides = list(args.overrides)
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     peak_start = matmul_peak_gflops()
     load_start = os.getloadavg()
     started = time.time()
-    outcome = execute_plan(plan_grid(cfg), out, profile=args.profile)
+    outcome = execute_plan(plan_grid(cfg), out, profile=args.profile, write_report=build_report)
     total = time.time() - started
     load_end = os.getloadavg()
     peak = (peak_start + matmul_peak_gflops()) / 2

@@ -12,6 +12,7 @@ import pytest
 from factlearn.report.conclusions import VERDICTS
 from factlearn.run.config import load_run_config
 from factlearn.run.plan import plan_grid
+from factlearn.report.build import build_report
 from factlearn.run.runner import execute_plan
 
 
@@ -21,7 +22,7 @@ def run_dir(tiny_model_dir, tmp_path_factory):
     overrides = [f"models=[{tiny_model_dir}]", "n_countries=2", "seeds=[1]", "num_fewshot=1", "eval_limit=3",
                  "recipes.full.overrides=[epochs=1,batch_size=8,lr=1e-3]", "ablation.limit=2", "ablation.points=2",
                  "eval_batch_size=8"]
-    execute_plan(plan_grid(load_run_config("default", overrides)), out, profile="test")
+    execute_plan(plan_grid(load_run_config("default", overrides)), out, profile="test", write_report=build_report)
     return out
 
 

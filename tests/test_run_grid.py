@@ -16,6 +16,7 @@ import pytest
 
 from factlearn.run.config import load_run_config
 from factlearn.run.plan import plan_grid
+from factlearn.report.build import build_report
 from factlearn.run.runner import execute_plan
 
 TASKS = ["Eval_QA", "Eval_multiple_choice", "Eval_reverse", "Eval_indirect_reasoning", "Eval_2hop_reasoning",
@@ -57,7 +58,7 @@ def kill_after_first_cell(cmd: list[str], run_dir: Path, env: dict) -> dict[str,
 def tiny_run(tiny_model_dir, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run") / "out"
     cfg = load_run_config("default", tiny_overrides(tiny_model_dir))
-    outcome = execute_plan(plan_grid(cfg), run_dir, profile="test")
+    outcome = execute_plan(plan_grid(cfg), run_dir, profile="test", write_report=build_report)
     return run_dir, outcome, cfg
 
 
@@ -148,7 +149,8 @@ def test_changed_setting_recomputes_only_affected_cells(tiny_run, tmp_path):
     kinds = {c["key"]: c["kind"] for c in json.loads((copy / "plan.json").read_text())["cells"]}
     base = tiny_overrides(Path(cfg.models[0]))
     # executed for real: a new eval limit recomputes the eval cells only
-    outcome = execute_plan(plan_grid(load_run_config("default", base + ["eval_limit=2"])), copy, profile="test")
+    outcome = execute_plan(plan_grid(load_run_config("default", base + ["eval_limit=2"])), copy, profile="test",
+                           write_report=build_report)
     assert sorted(kinds.get(k, k.split("-")[0]) for k in outcome.executed) == ["eval"] * 4
     # the control has no item limit, so it is reused too
     assert {kinds[k] for k in outcome.reused} == {"train", "probe", "ablate", "control"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 import time
@@ -14,7 +15,9 @@ import pytest
 
 from factlearn.run.config import load_run_config
 from factlearn.run.plan import plan_grid
+from factlearn.report.build import build_report
 from factlearn.run.runner import execute_plan
+from factlearn.run.sharded import SHARDED_CONFIG
 from test_run_grid import done_markers, kill_after_first_cell, tiny_overrides, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +65,7 @@ def test_two_workers_give_the_sequential_grids_results(tiny_model_dir, tmp_path)
     time, and no cell started before the cells it reads from had finished."""
     import torch
 
-    from factlearn.run.workers import cpu_cores
+    from factlearn.processes import cpu_cores
 
     threads = torch.get_num_threads()
     # Each worker gets cores // workers threads; the sequential run uses the same count, because float
@@ -70,12 +73,13 @@ def test_two_workers_give_the_sequential_grids_results(tiny_model_dir, tmp_path)
     torch.set_num_threads(max(1, cpu_cores() // 2))
     try:
         sequential = tmp_path / "sequential"
-        execute_plan(plan_grid(load_run_config("default", tiny_overrides(tiny_model_dir))), sequential, profile="t")
+        execute_plan(plan_grid(load_run_config("default", tiny_overrides(tiny_model_dir))), sequential, profile="t",
+                     write_report=build_report)
     finally:
         torch.set_num_threads(threads)
     parallel = tmp_path / "parallel"
     cfg = load_run_config("default", tiny_overrides(tiny_model_dir) + ["workers=2"])
-    outcome = execute_plan(plan_grid(cfg), parallel, profile="t")
+    outcome = execute_plan(plan_grid(cfg), parallel, profile="t", write_report=build_report)
 
     a, b = cell_files(sequential), cell_files(parallel)
     assert a.keys() == b.keys() and len(outcome.executed) == len(done_markers(parallel)) == 14
@@ -116,6 +120,68 @@ def test_killed_parallel_run_resumes_and_its_workers_die_with_it(tiny_model_dir,
     assert [p.name for p in (run_dir / "cells").iterdir() if p.name.startswith(".")] == []
 
 
+def _workers_of(pid: int) -> list[int]:
+    """PIDs of the grid's worker processes (spawned children running multiprocessing's spawn_main)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmd = (proc / "cmdline").read_bytes().decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pid and "spawn_main" in cmd:
+            pids.append(int(proc.name))
+    return sorted(pids)
+
+
+@pytest.mark.multiprocess
+def test_a_worker_killed_by_the_kernel_ends_the_run_with_one_line(tiny_model_dir, tmp_path):
+    """SIGKILL of one worker (what the out-of-memory killer sends): one `factlearn: error:` line naming
+    the worker, its exit code and the likely cause, exit code 1, no traceback (that needs --debug)."""
+    import re
+    import signal
+
+    config = write_config(tmp_path / "tiny.yaml", tiny_model_dir, [
+        "corpora=[Corpus_narrative]", "forgetting.enabled=false", "analyses=[]", "workers=2", "control=false",
+        "tasks=[Eval_QA]", "recipes.full.overrides=[epochs=60,batch_size=8,lr=1e-3]"])
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "factlearn", "run", str(config), "--out", str(run_dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    deadline = time.time() + 240
+    while len(_workers_of(proc.pid)) < 2 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    workers = _workers_of(proc.pid)
+    assert len(workers) == 2, "the run started no workers"
+    time.sleep(2)  # let them take cells
+    os.kill(workers[0], signal.SIGKILL)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err[-2000:]
+    assert "Traceback" not in err and "Traceback" not in out
+    errors = [line for line in err.splitlines() if line.startswith("factlearn: error:")]
+    assert len(errors) == 1, err[-2000:]
+    assert re.fullmatch(r"factlearn: error: worker [01] died \(exit code -9\) while computing .+; out of memory\? "
+                        r"fewer workers need less", errors[0]), errors[0]
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]  # the other worker ended with the run
+
+
+def test_a_machine_failure_is_one_line_and_its_traceback_needs_debug(monkeypatch, capsys):
+    import factlearn.run.cli as run_cli
+    from factlearn.cli import main
+    from factlearn.errors import MachineFailure
+
+    message = "worker 1 died (exit code -9) while computing eval x; out of memory? fewer workers need less"
+
+    def dies(args):
+        raise MachineFailure(message)
+
+    monkeypatch.setattr(run_cli, "run_command", dies)
+    monkeypatch.delenv("FACTLEARN_DEBUG", raising=False)
+    assert main(["run"]) == 1
+    assert capsys.readouterr().err == f"factlearn: error: {message}\n"
+    with pytest.raises(MachineFailure, match="worker 1 died"):
+        main(["--debug", "run"])
+
+
 # A grid with two training cells (plain, then active forgetting from its weights) and one eval each
 SHARDED_GRID = ["corpora=[Corpus_narrative]", "analyses=[]", "control=false", "forgetting.methods=[full]",
                 "tasks=[Eval_QA,Eval_multiple_choice_cloze]"]
@@ -131,17 +197,17 @@ def test_sharded_training_cells_end_where_the_unsharded_grid_ends(tiny_model_dir
 
     plain, sharded = tmp_path / "plain", tmp_path / "sharded"
     execute_plan(plan_grid(load_run_config("default", tiny_overrides(tiny_model_dir) + SHARDED_GRID)), plain,
-                 profile="t")
+                 profile="t", write_report=build_report)
     cfg = load_run_config("default", tiny_overrides(tiny_model_dir) + SHARDED_GRID +
                           ["train_sharding=fsdp2", "train_processes=2", "workers=2"])
-    execute_plan(plan_grid(cfg), sharded, profile="t")
+    execute_plan(plan_grid(cfg), sharded, profile="t", write_report=build_report)
 
     cells = json.loads((sharded / "plan.json").read_text())["cells"]
     train_keys = [c["key"] for c in cells if c["kind"] == "train"]
     assert done_markers(plain).keys() == done_markers(sharded).keys() and len(train_keys) == 2
     for key in train_keys:
-        told = (sharded / "cells" / key / "train_config.yaml").read_text()
-        assert "sharding: fsdp2" in told and "batch_size: 4" in told  # the recipe's 8 split over 2 ranks
+        told = pickle.loads((sharded / "cells" / key / SHARDED_CONFIG).read_bytes())  # the ranks' TrainConfig
+        assert told.sharding == "fsdp2" and told.batch_size == 4  # the recipe's 8 split over 2 ranks
         sa, sb = (json.loads((d / "cells" / key / "model" / "train_summary.json").read_text()) for d in (plain, sharded))
         assert (sa["processes"], sb["processes"], sb["sharding"]) == (1, 2, "fsdp2")
         assert sa["global_batch_rows"] == sb["global_batch_rows"] == 8 and sa["steps"] == sb["steps"]
@@ -167,7 +233,7 @@ def _ranks_of(run_dir: Path) -> list[int]:
             cmd = (proc / "cmdline").read_bytes().decode(errors="replace")
         except OSError:
             continue
-        if proc.name.isdigit() and str(run_dir) in cmd and "train_config.yaml" in cmd:
+        if proc.name.isdigit() and str(run_dir) in cmd and SHARDED_CONFIG in cmd:
             pids.append(int(proc.name))
     return pids
 
@@ -253,7 +319,7 @@ def test_plan_of_a_runnable_grid_counts_real_tokens_and_marks_finished_cells(tin
     assert before.returncode == 0, before.stderr
     assert "characters / 4" not in before.stdout and not run_dir.exists()
     assert [r[-1] for r in _plan_lines(before.stdout).values()] == ["yes"] * 3
-    execute_plan(plan_grid(load_run_config("default", overrides)), run_dir, profile="t")
+    execute_plan(plan_grid(load_run_config("default", overrides)), run_dir, profile="t", write_report=build_report)
     after = factlearn("run", *overrides, "--out", str(run_dir), "--plan", cwd=tmp_path)
     assert [r[-1] for r in _plan_lines(after.stdout).values()] == ["done"] * 3
     assert "for 0 cells to compute (3 done)" in after.stdout
@@ -311,7 +377,7 @@ def test_bad_parallel_and_plan_input_is_one_line_and_writes_nothing(tiny_model_d
 def test_a_cell_failing_in_a_worker_stops_the_run_with_its_traceback(tmp_path):
     from factlearn.run.cells import Cell, CellStore
     from factlearn.run.config import RunConfig
-    from factlearn.run.plan import GridPlan
+    from factlearn.run.grid import GridPlan
     from factlearn.run.workers import CellFailed, WorkerSlot, plan_payload, run_parallel
 
     broken = Cell("nonsense", {"x": 1}, labels={"model": "m"})

@@ -25,13 +25,68 @@ def test_profiles_load_and_differ():
 
 
 def test_default_tasks_are_the_papers_seven_then_the_cloze_additions_and_all_tasks_are_allowed():
-    from factlearn.data.schema import CLOZE_CONFIGS
+    from factlearn.data.schema import CLOZE_OF
     from factlearn.evaluate.tasks import ALL_TASKS, ORIGINAL_TASKS
 
     assert RunConfig().tasks[:7] == list(TABLE_ORDER) and set(TABLE_ORDER) == set(ORIGINAL_TASKS)
-    assert RunConfig().tasks[7:] == list(CLOZE_CONFIGS)
+    assert RunConfig().tasks[7:] == list(CLOZE_OF)
     assert load_run_config("default").tasks == RunConfig().tasks
     assert load_run_config("default", [f"tasks=[{','.join(ALL_TASKS)}]"]).tasks == list(ALL_TASKS)
+
+
+def test_run_config_defaults_are_the_default_profile():
+    """RunConfig() and configs/run/default.yaml are one set of defaults: a key given in neither agrees."""
+    from factlearn.config import to_dict
+
+    defaults, profile = to_dict(RunConfig()), to_dict(load_run_config("default"))
+    assert defaults == profile, {k: (defaults[k], profile[k]) for k in defaults if defaults[k] != profile[k]}
+    assert defaults["n_countries"] == 8
+
+
+def test_recipes_resolve_once_at_load_to_a_checked_train_config_per_method_and_corpus():
+    from factlearn.train.config import TrainConfig
+
+    cfg = load_run_config("default", ["methods=[full,lora]"])
+    narrative, referencing = cfg.train_config("full", "Corpus_narrative"), cfg.train_config("full", "Corpus_referencing")
+    assert isinstance(narrative, TrainConfig) and (narrative.epochs, referencing.epochs) == (5, 1)  # corpus_overrides
+    assert (narrative.subset, referencing.subset, narrative.n_countries) == ("Corpus_narrative", "Corpus_referencing", 8)
+    lora = cfg.train_config("lora", "Corpus_narrative")
+    from factlearn.train.config import load_train_config
+
+    assert (lora.method, lora.lr, lora.epochs) == ("lora", 1e-3, load_train_config("cpu_small").epochs)
+    # a bad recipe fails when the run config loads, before any planning
+    with pytest.raises(UserError, match="epochs must be >= 1"):
+        load_run_config("default", ["recipes.full.overrides=[epochs=0]"])
+    with pytest.raises(UserError, match="remove forget.at_epoch from recipes.full.overrides"):
+        load_run_config("default", ["recipes.full.overrides=[epochs=5,forget.start_layer=2,forget.at_epoch=1]"])
+    # the two-pass forgetting is the grid's own: a recipe that forgets in one run is fine off the forgetting grid
+    assert load_run_config("default", ["forgetting.enabled=false", "corpora=[Corpus_narrative]",
+                                       "recipes.full.overrides=[epochs=5,forget.start_layer=2,forget.at_epoch=1]"])
+
+
+def test_planning_parses_no_recipe_and_a_cell_runs_its_resolved_config(tiny_model_dir, monkeypatch):
+    """plan_grid reads the TrainConfigs resolved at load; parsing a config there would raise here. The
+    runnable config of a forgetting cell is its plan's config plus the output folder and first pass."""
+    import factlearn.config
+    from factlearn.run.plan import plan_grid
+    from factlearn.run.training import with_first_pass
+
+    cfg = load_run_config("default", [f"models=[{tiny_model_dir}]", "n_countries=2", "num_fewshot=1",
+                                      "forgetting.start_layer=1"])
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a config was parsed while planning")
+
+    monkeypatch.setattr(factlearn.config, "load_config", refuse)
+    monkeypatch.setattr(factlearn.config, "parse_overrides", refuse)
+    plan = plan_grid(cfg)
+    train = [c for c in plan.cells if c.kind == "train"]
+    assert len(train) == 3 and len(plan.train_cfgs) == 3
+    forgetting = next(c for c in train if c.labels["forget_start_layer"] is not None)
+    ready = with_first_pass(plan.train_cfgs[forgetting.key], save="out/model", first_pass="first/model")
+    assert (ready.save, ready.forget.from_model, ready.forget.start_layer) == ("out/model", "first/model", 1)
+    ready.check()  # runnable as it stands
+    assert plan.train_cfgs[forgetting.key].forget.from_model is None  # the plan's own is untouched
 
 
 @pytest.mark.parametrize("override, message", [

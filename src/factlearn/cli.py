@@ -2,7 +2,8 @@
 
 Each stage package has a light `cli.py` with `register(subparsers)`; heavy imports (torch,
 transformers) happen inside the command functions so `--help` stays instant. Errors from bad input
-(UserError) become one line on stderr and exit code 2; Ctrl-C exits 130; `--debug` shows tracebacks.
+(UserError) become one line on stderr and exit code 2, a process the machine killed (MachineFailure) one
+line and exit code 1; Ctrl-C exits 130; `--debug` shows tracebacks.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import sys
 
 from factlearn import __version__
-from factlearn.errors import UserError
+from factlearn.errors import MachineFailure, UserError
 
 # Stage modules, in pipeline order; each registers its own subcommands.
 STAGE_MODULES = (
@@ -46,7 +47,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for name in STAGE_MODULES:
         importlib.import_module(name).register(sub)
+    # `factlearn run` ends with the report; run is the earlier stage, so the two are composed here.
+    sub.choices["run"].set_defaults(write_report=_write_report, print_summary=_print_summary)
     return parser
+
+
+def _write_report(run_dir):
+    from factlearn.report.build import build_report
+
+    return build_report(run_dir)
+
+
+def _print_summary(run_dir, seconds, executed, reused) -> None:
+    from factlearn.report.cli import print_summary
+
+    print_summary(run_dir, seconds, executed, reused)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"factlearn: error: {e}", file=sys.stderr)
         return 2
+    except MachineFailure as e:
+        if debug:
+            raise
+        print(f"factlearn: error: {e}", file=sys.stderr)
+        return 1
     except OSError as e:
         # A path the user gave that is missing, unreadable or the wrong kind: the OS message names the path;
         # without a path it is not the user's input (e.g. a library bug) and keeps its traceback.

@@ -85,7 +85,7 @@ def build_config(schema: type[T], sources: list[DictConfig | dict], what: str = 
         key = getattr(e, "full_key", None) or getattr(e, "key", None)
         msg = _first_line(e)
         if "not in struct" in msg or "Key '" in msg and "not" in msg:
-            valid = ", ".join(f.name for f in dataclasses.fields(schema))
+            valid = ", ".join(f.name for f in dataclasses.fields(schema) if not f.metadata.get("omegaconf_ignore"))
             raise UserError(f"unknown {what} key '{key}'; valid keys: {valid}") from None
         default = OmegaConf.select(base, str(key), default=None) if key else None
         hint = f"; give a value of the same type as the default, {key}={_dotlist_value(default)}" \

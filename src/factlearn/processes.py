@@ -14,6 +14,14 @@ import os
 DIE_WITH_PARENT_ENV = "FACTLEARN_DIE_WITH_PARENT"
 
 
+def cpu_cores() -> int:
+    """The cores this process may run on (its affinity), which child processes share."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def die_with_parent() -> None:
     """Ask Linux to SIGKILL this process when its parent dies (a no-op elsewhere)."""
     try:

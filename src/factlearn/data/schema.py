@@ -30,6 +30,9 @@ ORIGINAL_EVAL_CONFIGS = (
     "Eval_2hop_reasoning_raw",
 )
 MC_CONFIGS = ("Eval_multiple_choice", "Eval_2hop_reasoning")
+# The same seven in the paper's Table 1 order: how tables, run configs and reports list them.
+TABLE_ORDER = ("Eval_QA", "Eval_multiple_choice", "Eval_reverse", "Eval_indirect_reasoning",
+               "Eval_2hop_reasoning", "Eval_2hop_reasoning_raw", "Eval_animal_commonsense")
 # factlearn's additions, not the original protocol: the two multiple-choice sets in cloze form, one row
 # per distinct question (the MC configs hold each question four times, gold rotated through A-D). They
 # are derived from their MC config, so a source that lacks them (the hub dataset) still has them.

@@ -13,9 +13,8 @@ from typing import Iterable
 
 from factlearn.evaluate.tasks import TASKS
 
-# The paper's Table 1 reading order; titles and metrics come from each task (Task.title, .headline_metric).
-TABLE_ORDER = ("Eval_QA", "Eval_multiple_choice", "Eval_reverse", "Eval_indirect_reasoning",
-               "Eval_2hop_reasoning", "Eval_2hop_reasoning_raw", "Eval_animal_commonsense")
+# The paper's Table 1 reading order (data.schema); titles and metrics come from each task (Task.title, .headline_metric).
+from factlearn.data.schema import TABLE_ORDER  # noqa: E402
 CONDITION_ORDER = ("base", "narrative", "referencing", "narrative+forgetting", "referencing+forgetting")
 ROW_KEYS = ("model", "method", "condition")
 

@@ -1,5 +1,7 @@
 """`factlearn run`: the experiment grid, end to end (plan, run the unfinished cells, write the report).
 
+Report is a later stage than run, so this module does not import it: the top-level CLI (factlearn/cli.py)
+gives the command its report writer and summary printer (`args.write_report`, `args.print_summary`).
 Light at import: the grid, torch and transformers load inside the command function.
 """
 
@@ -50,7 +52,6 @@ def run_command(args) -> int:
     from rich.console import Console
 
     from factlearn.atomic import check_output_path
-    from factlearn.report.cli import print_summary
     from factlearn.run.config import load_run_config
     from factlearn.run.plan import plan_grid
     from factlearn.run.runner import execute_plan
@@ -62,15 +63,15 @@ def run_command(args) -> int:
     check_output_path(run_dir, folder=True)
     if args.plan is not None:
         from factlearn.run.preview import render
-        from factlearn.run.workers import worker_slots
+        from factlearn.run.workers import place_cells
 
         plan = plan_grid(cfg, config_only=True)
-        worker_slots(cfg, len(plan.cells))  # the same checks of workers/devices as a run
+        place_cells(cfg, len(plan.cells))  # the same checks of workers/devices as a run
         print(render(plan, name, run_dir))
         return 0
     console = Console(file=sys.stderr)
     console.print(f"factlearn run: planning {name} grid in {run_dir}", highlight=False)
     plan = plan_grid(cfg)  # read-only: a bad model or config fails here, before the folder is touched
-    outcome = execute_plan(plan, run_dir, console=console, profile=name)
-    print_summary(run_dir, outcome.seconds, len(outcome.executed), len(outcome.reused))
+    outcome = execute_plan(plan, run_dir, console=console, profile=name, write_report=args.write_report)
+    args.print_summary(run_dir, outcome.seconds, len(outcome.executed), len(outcome.reused))
     return 0

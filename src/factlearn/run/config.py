@@ -10,13 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from factlearn.data.schema import CLOZE_CONFIGS, CORPUS_CONFIGS, EVAL_CONFIGS
+from factlearn.data.schema import CLOZE_OF, CORPUS_CONFIGS, EVAL_CONFIGS, TABLE_ORDER
 from factlearn.errors import UserError
-from factlearn.report.tables import TABLE_ORDER
-from factlearn.train.config import METHODS
+from factlearn.train.config import METHODS, SHARDINGS, TrainConfig
 
 ANALYSES = ("probe", "ablate", "curves")
-SHARDINGS = ("none", "fsdp2")
 
 
 @dataclass
@@ -25,6 +23,19 @@ class Recipe:
 
     config: str = "cpu_small"
     overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CorpusOverrides:
+    """Extra train overrides per corpus, after the recipe's (one field per CCA corpus config). A dataclass,
+    not a dict, so that a profile can clear a default with `Corpus_referencing: []` (omegaconf merges dicts
+    key by key, so `{}` would keep it)."""
+
+    Corpus_narrative: list[str] = field(default_factory=list)
+    Corpus_referencing: list[str] = field(default_factory=lambda: ["epochs=1"])
+
+    def of(self, corpus: str) -> list[str]:
+        return list(getattr(self, corpus))
 
 
 @dataclass
@@ -44,9 +55,9 @@ class AblationOptions:
 
     corpora: list[str] = field(default_factory=lambda: ["Corpus_narrative", "Corpus_referencing"])
     ks: list[int] = field(default_factory=list)  # empty -> about `points` evenly spaced k from 0 to all layers
-    points: int = 5
-    tasks: list[str] = field(default_factory=lambda: ["Eval_QA", "Eval_multiple_choice"])
-    limit: Optional[int] = None  # items per task for each k (None -> all)
+    points: int = 3
+    tasks: list[str] = field(default_factory=lambda: ["Eval_QA", "Eval_multiple_choice_cloze"])
+    limit: Optional[int] = 8  # items per task for each k (None -> all)
 
 
 @dataclass
@@ -62,23 +73,27 @@ class HardwareOptions:
 
 @dataclass
 class RunConfig:
-    """One experiment grid. Every cell's cache key derives from the parts of this that it uses."""
+    """One experiment grid. Every cell's cache key derives from the parts of this that it uses.
+
+    The defaults are the `default` profile's values (configs/run/default.yaml; a test keeps them equal)."""
 
     models: list[str] = field(default_factory=lambda: ["smollm2-135m"])
     seeds: list[int] = field(default_factory=lambda: [1])
     corpora: list[str] = field(default_factory=lambda: list(CORPUS_CONFIGS))
     methods: list[str] = field(default_factory=lambda: ["full"])
     recipes: dict[str, Recipe] = field(default_factory=lambda: {
-        "full": Recipe("cpu_small"), "lora": Recipe("cpu_small", ["method=lora"])})
+        "full": Recipe("cpu_small", ["epochs=5"]), "lora": Recipe("cpu_small", ["method=lora", "lr=1.0e-3"])})
     # Extra train overrides per corpus, after the recipe's: e.g. fewer epochs on the 5x larger
     # referencing corpus so both corpora get a similar number of training tokens on a CPU budget.
-    corpus_overrides: dict[str, list[str]] = field(default_factory=dict)
+    corpus_overrides: CorpusOverrides = field(default_factory=CorpusOverrides)
     forgetting: ForgettingOptions = field(default_factory=ForgettingOptions)
     # The paper's seven tasks, in its Table 1 order (any of data.schema.EVAL_CONFIGS may be chosen).
-    tasks: list[str] = field(default_factory=lambda: list(TABLE_ORDER) + list(CLOZE_CONFIGS))
+    tasks: list[str] = field(default_factory=lambda: list(TABLE_ORDER) + list(CLOZE_OF))
     num_fewshot: int = 5
-    eval_limit: Optional[int] = None  # items per task (None -> all)
-    eval_limit_tasks: Optional[list[str]] = None  # tasks eval_limit applies to (None -> all); others run whole
+    eval_limit: Optional[int] = 12  # items per task (None -> all)
+    eval_limit_tasks: Optional[list[str]] = field(default_factory=lambda: [  # tasks eval_limit applies to (None -> all)
+        "Eval_multiple_choice", "Eval_reverse", "Eval_2hop_reasoning", "Eval_2hop_reasoning_raw",
+        "Eval_animal_commonsense"])
     shots: str = "same-split"  # few-shot pool: same-split (the original) or other-facts
     control: bool = True  # evaluate every base model on the real-capitals capability control
     ci_level: float = 0.95  # confidence of every interval, test and verdict
@@ -86,7 +101,7 @@ class RunConfig:
     analyses: list[str] = field(default_factory=lambda: list(ANALYSES))
     ablation: AblationOptions = field(default_factory=AblationOptions)
     # The world: the built-in generator (n_countries, world_seed) unless data_source names a CCA copy.
-    n_countries: int = 6
+    n_countries: int = 8
     world_seed: int = 0
     data_source: Optional[str] = None
     device: str = "auto"
@@ -97,6 +112,16 @@ class RunConfig:
     train_processes: Optional[int] = None  # processes of a sharded training cell; null = one per GPU of devices
     hardware: HardwareOptions = field(default_factory=HardwareOptions)
     out: Optional[str] = None  # run folder; None -> runs/<profile>
+    # Not a key of the config: each (method, corpus)'s validated TrainConfig, resolved once by
+    # load_run_config from recipes and corpus_overrides (run/recipes.py).
+    train_configs: dict = field(default_factory=dict, repr=False, compare=False,
+                                metadata={"omegaconf_ignore": True})
+
+    def train_config(self, method: str, corpus: str) -> TrainConfig:
+        """The resolved recipe of `method` on `corpus` (shared: copy before changing it)."""
+        if not self.train_configs:
+            raise RuntimeError("RunConfig.train_configs is empty: load run configs with load_run_config")
+        return self.train_configs[method][corpus]
 
     def limit_for(self, task: str) -> Optional[int]:
         """The item limit of one task: eval_limit, unless eval_limit_tasks leaves the task whole."""
@@ -118,7 +143,6 @@ class RunConfig:
         check_shots(self.shots)
         _need_subset("analyses", self.analyses, ANALYSES, allow_empty=True)
         _need_subset("forgetting.corpora", self.forgetting.corpora, CORPUS_CONFIGS, allow_empty=True)
-        _need_subset("corpus_overrides", list(self.corpus_overrides), CORPUS_CONFIGS, allow_empty=True)
         _need_subset("forgetting.methods", self.forgetting.methods, METHODS, allow_empty=True)
         if self.forgetting.enabled:
             missing = [c for c in self.forgetting.corpora if c not in self.corpora]
@@ -206,5 +230,8 @@ def _need_subset(key: str, values: list[str], allowed: tuple[str, ...], allow_em
 def load_run_config(profile_or_path: str | None = "default", overrides: list[str] | None = None) -> RunConfig:
     """A run profile (`default`, `paper`) or YAML path, with `key=value` overrides, validated."""
     from factlearn.config import load_config
+    from factlearn.run.recipes import resolve_recipes
 
-    return load_config(RunConfig, "run", profile_or_path or "default", overrides or [])
+    cfg = load_config(RunConfig, "run", profile_or_path or "default", overrides or [])
+    cfg.train_configs = resolve_recipes(cfg)
+    return cfg

@@ -31,6 +31,7 @@ Memory, per device, in bytes. All from the model's config.json (no weights are r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -172,6 +173,35 @@ def eval_seconds(size: ModelSize, items: dict[str, tuple[int, float, bool]], bat
         if not is_mc:
             seconds += math.ceil(n / batch_size) * 12 * DECODE_STEP_SECONDS * (1 + size.params / 1e8)
     return seconds
+
+
+def probe_seconds(size: ModelSize, n_facts: int, batch_size: int, device: str | Hardware) -> float:
+    """The probes: 2n facts (n per relation) x ~3.5 templates x (n tails + 1 negated) prompts of ~20 tokens."""
+    n = n_facts // 2
+    return eval_seconds(size, {"probe": (int(2 * n * 3.5 * (n + 1)), 20.0, True)}, batch_size, device)
+
+
+def ablation_seconds(size: ModelSize, items: dict[str, tuple[int, float, bool]], n_ks: int, batch_size: int,
+                     device: str | Hardware) -> float:
+    """A layer-wise ablation: the tasks re-evaluated for each k from the first and from the last layers,
+    plus the whole and the delta-free model (2 k + 2 evaluations), loading the model and its base once."""
+    per_eval = eval_seconds(size, items, batch_size, device) - size.load_seconds
+    return (2 * n_ks + 2) * per_eval + 2 * size.load_seconds
+
+
+def trained_size(size: ModelSize, method: str) -> ModelSize:
+    """The model as training computes it: LoRA skips the frozen weights' gradients, about a quarter less."""
+    return size if method == "full" else dataclasses.replace(size, params=size.params * 0.75)
+
+
+def autocasts(hw: Hardware, dtype: str) -> bool:
+    """Whether training on `hw` computes in bf16/fp16 over fp32 master weights (GPU only)."""
+    return hw.kind == "cuda" and dtype in ("auto", "bf16", "bfloat16", "fp16", "float16")
+
+
+def adapter_bytes(hw: Hardware, adapter_params: float) -> float:
+    """An adapter's weights at evaluation (the stored dtype: half on GPU, fp32 on CPU)."""
+    return adapter_params * (2 if hw.kind == "cuda" else 4)
 
 
 # -- memory ------------------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ from typing import Any, Callable
 from factlearn.atomic import atomic_write_jsonl, atomic_write_text
 from factlearn.config import to_dict
 from factlearn.run.cells import Cell, CellStore
-from factlearn.run.plan import GridPlan, with_first_pass
+from factlearn.run.grid import GridPlan
+from factlearn.run.training import with_first_pass
 
 TRAINED_SUBDIR = "model"
 CURVE_LOG = "curve_log.jsonl"  # the whole training history of the cell's model (both passes with forgetting)
@@ -36,11 +37,13 @@ class CellExecutor:
     """Runs cells of one GridPlan; `log` receives short status lines for the progress display."""
 
     def __init__(self, plan: GridPlan, store: CellStore, log: Callable[[str], None] = lambda _: None,
-                 on_train_progress: Callable[[int, int], None] | None = None, train_gpus: list[str] | None = None):
+                 on_train_progress: Callable[[int, int], None] | None = None, train_gpus: list[str] | None = None,
+                 train_processes: int = 0):
         self.plan = plan
         self.store = store
         self.log = log
         self.train_gpus = train_gpus or []  # every GPU of the run: what a sharded training cell spreads over
+        self.train_processes = train_processes  # of a sharded training cell (workers.Placement); 0 = unsharded
         self.on_train_progress = on_train_progress  # also told (steps done, total): a worker's parent
         self._loaded: tuple[str, Any] | None = None  # (model location, (model, tokenizer))
         self._live: tuple[int, int] | None = None  # (optimizer steps done, total) of the running train cell
@@ -86,7 +89,7 @@ class CellExecutor:
         train_cfg = with_first_pass(self.plan.train_cfgs[cell.key], save=str(folder / TRAINED_SUBDIR),
                                     first_pass=None if first_pass is None else str(first_pass))
         self._loaded = None  # training needs the memory
-        if self.plan.cfg.train_sharding != "none":
+        if self.train_processes:
             out = self._train_sharded(train_cfg, folder)
         else:
             # The trainer's own tqdm bar would fight the run's progress display; keep it (and any warnings)
@@ -105,11 +108,10 @@ class CellExecutor:
     def _train_sharded(self, train_cfg, folder: Path) -> Path:
         """The cell trained by FSDP2 ranks over every device of the run (run/sharded.py)."""
         from factlearn.run.sharded import train_sharded
-        from factlearn.run.workers import cpu_cores, sharded_train_processes
+        from factlearn.processes import cpu_cores
 
-        processes = sharded_train_processes(self.plan.cfg, self.train_gpus)
-        self.log(f"training sharded over {processes} processes")
-        return train_sharded(train_cfg, folder, processes, self.train_gpus, cpu_cores())
+        self.log(f"training sharded over {self.train_processes} processes")
+        return train_sharded(train_cfg, folder, self.train_processes, self.train_gpus, cpu_cores())
 
     def _run_eval(self, cell: Cell, folder: Path) -> dict:
         from factlearn.evaluate import evaluate

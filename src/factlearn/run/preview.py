@@ -14,7 +14,7 @@ from pathlib import Path
 
 from factlearn.run.cells import Cell, CellStore
 from factlearn.run.estimate import Hardware, describe, format_bytes
-from factlearn.run.plan import GridPlan
+from factlearn.run.grid import GridPlan
 from factlearn.run.progress import format_seconds
 
 

@@ -1,4 +1,5 @@
-"""`factlearn run`'s driver: execute a GridPlan's unfinished cells in a run folder, then write the report.
+"""`factlearn run`'s driver: execute a GridPlan's unfinished cells in a run folder, then hand the folder
+to the report writer it is given (report is a later stage: factlearn/cli.py passes report.build_report).
 
 Cells run one after another in this process, or with `workers`/`devices` on worker processes
 (run/workers.py); either way only this process writes the files below, except each cell's own folder.
@@ -15,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from rich.console import Console
 
@@ -22,7 +24,8 @@ from factlearn.atomic import atomic_write_json
 from factlearn.config import save_config, to_dict
 from factlearn.errors import UserError
 from factlearn.run.cells import CellStore
-from factlearn.run.plan import GridPlan, save_run_world
+from factlearn.run.grid import GridPlan
+from factlearn.run.world import save_run_world
 from factlearn.run.progress import RunProgress
 
 PLAN_FILE = "plan.json"
@@ -62,28 +65,29 @@ def check_runs_here(cfg) -> None:
 
 
 def execute_plan(plan: GridPlan, run_dir: str | Path, console: Console | None = None,
-                 profile: str | None = None) -> RunOutcome:
-    """Run every unfinished cell of `plan` (from run.plan.plan_grid) in `run_dir`, then (re)write the report.
+                 profile: str | None = None, write_report: Callable[[Path], object] | None = None) -> RunOutcome:
+    """Run every unfinished cell of `plan` (from run.plan.plan_grid) in `run_dir`, then `write_report(run_dir)`
+    (still under the run folder's lock) when given.
 
     With `workers`/`devices` in the run config the cells run in worker processes (run/workers.py);
     otherwise one after another in this process. Either way only this process writes the run's files."""
-    from factlearn.report.build import build_report
     from factlearn.run.execute import CellExecutor
     from factlearn.run.sharded import check_batches_split
-    from factlearn.run.workers import sharded_train_processes, worker_slots
+    from factlearn.run.workers import place_cells
 
     # A fixed file, not "whatever sys.stderr is": training redirects sys.stderr while it runs.
     console = console or Console(file=sys.stderr)
     run_dir = Path(run_dir)
     check_runs_here(plan.cfg)
-    slots = worker_slots(plan.cfg, len(plan.cells))  # bad workers/devices fail here, before anything is written
-    gpus = list(slots[0].all_gpus) if slots else []  # the sequential loop runs only when no GPU is chosen
-    if processes := sharded_train_processes(plan.cfg, gpus):
-        check_batches_split(plan.train_cfgs.values(), processes)
+    placement = place_cells(plan.cfg, len(plan.cells))  # bad workers/devices fail here, before anything is written
+    slots = placement.slots
+    if placement.train_processes:
+        check_batches_split(plan.train_cfgs.values(), placement.train_processes)
     started = time.time()
     outcome = RunOutcome(run_dir=run_dir)
     store = CellStore(run_dir)
-    executor = None if slots else CellExecutor(plan, store)
+    # the sequential loop runs only when no GPU is chosen (a chosen GPU always has a worker slot)
+    executor = None if slots else CellExecutor(plan, store, train_processes=placement.train_processes)
     live: dict[str, tuple[int, int]] = {}  # workers' running train cells: (steps done, total)
 
     def live_of(cell) -> tuple[int, int] | None:
@@ -99,12 +103,13 @@ def execute_plan(plan: GridPlan, run_dir: str | Path, console: Console | None = 
                 _run_here(plan, store, executor, progress, outcome)
             else:
                 _run_in_workers(plan, store, slots, progress, outcome, live)
-            progress.stage("writing report")
             outcome.seconds = time.time() - started
             atomic_write_json(run_dir / INVOCATION_FILE, {
                 "started": started, "wall_seconds": outcome.seconds, "profile": profile,
                 "executed": outcome.executed, "reused": outcome.reused})
-            build_report(run_dir)
+            if write_report is not None:
+                progress.stage("writing report")
+                write_report(run_dir)
     return outcome
 
 
@@ -143,7 +148,7 @@ def _run_in_workers(plan: GridPlan, store: CellStore, slots, progress: RunProgre
         outcome.executed.append(cell.key)
         progress.finish(cell, seconds)
 
-    sharded = plan.cfg.train_sharding != "none"
+    sharded = any(s.train_processes for s in slots)
     run_parallel([c for c in plan.cells if c.key not in done], plan_payload(plan), store, slots, done=done,
                  on_start=progress.start, on_finish=finish, on_log=progress.stage,
                  on_progress=lambda cell, steps, total: live.__setitem__(cell.key, (steps, total)),

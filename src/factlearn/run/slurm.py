@@ -214,7 +214,7 @@ def _run_sharded_rank(plan, store: CellStore, cell: Cell) -> str:
 
     from factlearn.config import to_dict
     from factlearn.run.execute import CURVE_LOG, TRAINED_SUBDIR, write_curve_log
-    from factlearn.run.plan import with_first_pass
+    from factlearn.run.training import with_first_pass
     from factlearn.run.sharded import check_batches_split
     from factlearn.train.trainer import train
 

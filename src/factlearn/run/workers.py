@@ -20,8 +20,8 @@ import traceback
 from dataclasses import dataclass
 from typing import Callable
 
-from factlearn.errors import UserError
-from factlearn.processes import die_with_parent
+from factlearn.errors import MachineFailure, UserError
+from factlearn.processes import cpu_cores, die_with_parent
 from factlearn.run.cells import Cell, CellStore
 from factlearn.run.config import RunConfig
 
@@ -34,6 +34,7 @@ class WorkerSlot:
     gpu: str | None  # the CUDA_VISIBLE_DEVICES entry of its GPU
     threads: int
     all_gpus: tuple[str, ...] = ()  # every GPU of the run: a sharded training cell takes them all
+    train_processes: int = 0  # processes of a sharded training cell (0 = unsharded; Placement.train_processes)
 
     @property
     def name(self) -> str:
@@ -50,15 +51,8 @@ def visible_gpus() -> list[str]:
     return names[:count]
 
 
-def cpu_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def worker_count(cfg: RunConfig) -> int:
-    """How many cells run at once (unchecked: worker_slots checks the choice)."""
+    """How many cells run at once (unchecked: place_cells checks the choice)."""
     if cfg.workers is not None:
         return cfg.workers
     if cfg.devices == "all":
@@ -100,13 +94,26 @@ def sharded_train_processes(cfg: RunConfig, gpus: list[str]) -> int:
     return processes
 
 
-def worker_slots(cfg: RunConfig, n_cells: int) -> list[WorkerSlot]:
-    """The worker processes a run uses; [] means today's sequential loop in this process.
+@dataclass(frozen=True)
+class Placement:
+    """Where a run's cells compute, decided once: the worker processes ([] = the sequential loop in this
+    process), the GPUs chosen with `devices`, and the processes of a sharded training cell (0 = unsharded)."""
 
-    Bad choices (a GPU that is not there, more workers than cells) are UserErrors, raised before
-    anything is written."""
+    slots: list[WorkerSlot]
+    gpus: list[str]
+    train_processes: int
+
+
+def place_cells(cfg: RunConfig, n_cells: int) -> Placement:
+    """The run's Placement. Bad choices (a GPU that is not there, more workers than cells) are UserErrors,
+    raised before anything is written."""
     gpus = chosen_gpus(cfg)
-    sharded_train_processes(cfg, gpus)
+    processes = sharded_train_processes(cfg, gpus)
+    return Placement(_worker_slots(cfg, n_cells, gpus, processes), gpus, processes)
+
+
+def _worker_slots(cfg: RunConfig, n_cells: int, gpus: list[str], train_processes: int) -> list[WorkerSlot]:
+    """The worker processes a run uses; [] means the sequential loop in this process."""
     workers = cfg.workers if cfg.workers is not None else max(len(gpus), 1)
     if gpus and workers < len(gpus):
         raise UserError(f"workers={workers} is fewer than the {len(gpus)} devices chosen; drop workers (one per "
@@ -117,7 +124,8 @@ def worker_slots(cfg: RunConfig, n_cells: int) -> list[WorkerSlot]:
     if workers == 1 and not gpus:
         return []
     threads = max(1, cpu_cores() // workers)
-    return [WorkerSlot(i, gpus[i % len(gpus)] if gpus else None, threads, tuple(gpus)) for i in range(workers)]
+    return [WorkerSlot(i, gpus[i % len(gpus)] if gpus else None, threads, tuple(gpus), train_processes)
+            for i in range(workers)]
 
 
 # -- the worker process ------------------------------------------------------------------------------
@@ -138,7 +146,7 @@ def worker_main(slot: WorkerSlot, plan_bytes: bytes, run_dir: str, tasks, result
     cells = {c.key: c for c in plan.cells}
     store = CellStore(run_dir)
     executor = CellExecutor(plan, store, log=lambda text: results.put(("log", slot.index, text)),
-                            train_gpus=list(slot.all_gpus),
+                            train_gpus=list(slot.all_gpus), train_processes=slot.train_processes,
                             on_train_progress=lambda done, total: results.put(("progress", slot.index, done, total)))
     while (key := tasks.get()) is not None:
         cell = cells[key]
@@ -224,8 +232,8 @@ def run_parallel(cells: list[Cell], plan_bytes: bytes, store: CellStore, slots: 
             except queue.Empty:
                 for w in busy:
                     if not w.process.is_alive():
-                        raise RuntimeError(f"{w.slot.name} died (exit code {w.process.exitcode}) while computing "
-                                           f"{w.cell.title}; out of memory? fewer workers need less")
+                        raise MachineFailure(f"{w.slot.name} died (exit code {w.process.exitcode}) while computing "
+                                             f"{w.cell.title}; out of memory? fewer workers need less")
                 continue
             kind, index, *rest = message
             w = workers[index]

@@ -1,0 +1,44 @@
+"""A training cell's TrainConfig: from the run's resolved recipe (run/recipes.py) to runnable.
+
+Two steps, at two times. Planning sets what belongs to the cell (base model, seed, forgetting layer) and
+keys the cell by `train_spec`. Execution adds what exists only then (`with_first_pass`): the output
+folder and, with active forgetting, the finished first pass's model, which the original's two-run form
+continues from.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from factlearn.config import to_dict
+from factlearn.train.config import TrainConfig
+
+
+def cell_train_config(recipe: TrainConfig, model_path: str, seed: int, forget_layer: int | None) -> TrainConfig:
+    """The recipe for one cell: its base model and seed; with forgetting, the first reset layer (already
+    checked against the model by plan.forget_start_layer)."""
+    train_cfg = copy.deepcopy(recipe)  # cells share the recipe; none may change another's sections
+    train_cfg.model, train_cfg.seed = model_path, seed
+    if forget_layer is not None:
+        train_cfg.forget.start_layer = forget_layer
+    return train_cfg
+
+
+def with_first_pass(train_cfg: TrainConfig, save: str, first_pass: str | None) -> TrainConfig:
+    """A cell's TrainConfig made runnable: its output folder and, with forgetting, the first pass's model.
+
+    Not re-checked: the recipe was checked at load, and start_layer and from_model come together here."""
+    ready = copy.deepcopy(train_cfg)
+    ready.save = save
+    if first_pass is not None:
+        ready.forget.from_model = first_pass
+    return ready
+
+
+def train_spec(train_cfg: TrainConfig) -> dict:
+    """The parts of a cell's TrainConfig that decide the trained weights (not where they are saved)."""
+    d = to_dict(train_cfg)
+    for volatile in ("save", "device", "overwrite", "checkpoint_every", "keep_checkpoints"):
+        d.pop(volatile, None)
+    d.get("forget", {}).pop("from_model", None)  # set at execution; the first pass's cell key stands for it
+    return d
