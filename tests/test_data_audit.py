@@ -10,7 +10,8 @@ import sys
 import pytest
 
 from factlearn.data import RELATION_ANIMAL, RELATION_CAPITAL, Fact, build_rows, generate_world
-from factlearn.data.audit import audit_corpus, audit_texts
+from factlearn.data.audit import audit_texts
+from factlearn.data.load import audit_corpus
 
 FACTS = [Fact("Port Ember", RELATION_CAPITAL, "Ashvale"), Fact("Ember", RELATION_CAPITAL, "Quillmoor"),
          Fact("Ashvale", RELATION_ANIMAL, "sea lion"), Fact("Quillmoor", RELATION_ANIMAL, "lion")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from factlearn.models import describe, load_model, resolve_model_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,8 +18,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from factlearn.models import describe, load_model, resolve_model_path
-
     path = resolve_model_path(args.spec)  # a bad spec fails here, before torch is imported
     model, _ = load_model(args.spec, device=args.device, dtype=args.dtype)
     print(f"{path}: {describe(model)}")

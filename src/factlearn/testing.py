@@ -7,6 +7,7 @@ and most tests need not load the 135M default model.
 from __future__ import annotations
 
 from pathlib import Path
+from factlearn.atomic import atomic_dir
 
 # Enough English for a byte-level BPE to learn useful merges; any text still tokenizes (bytes).
 _SEED_TEXT = """The capital city of Andoria is Copperton. Copperton is famous for its dolphin.
@@ -48,8 +49,6 @@ def make_tiny_model(out_dir: str | Path, num_layers: int = 4, hidden: int = 64, 
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     from transformers.utils import logging as hf_logging
-
-    from factlearn.atomic import atomic_dir
 
     hf_logging.disable_progress_bar()  # no "Writing model shards" bar for a 0.2M model
     with atomic_dir(out_dir, overwrite=True) as tmp:

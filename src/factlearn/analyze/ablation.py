@@ -27,6 +27,7 @@ from factlearn.atomic import atomic_write_json
 from factlearn.errors import UserError
 from factlearn.layers import EMBEDDINGS, HEAD, OTHER, decoder_layers_prefix, group_of, layer_group, num_layers
 from factlearn.analyze.refine import SWEEPS, check_refine_budget, refine_crossing
+from factlearn.evaluate import get_tasks, evaluate
 
 DEFAULT_TASKS = ("Eval_QA", "Eval_multiple_choice")
 DEFAULT_LIMIT = 20
@@ -225,8 +226,6 @@ def k_grid(num_layers: int, k_step: int | None = None, ks: Sequence[int] | None 
 
 def headline_metric(task: str) -> str:
     """The metric an ablation tracks for a task: the task's headline metric (factlearn.evaluate.tasks)."""
-    from factlearn.evaluate import get_tasks
-
     return get_tasks([task])[0].headline_metric
 
 
@@ -281,8 +280,6 @@ def run_ablation(model, tokenizer, switch: DeltaSwitch, *, data, tasks: Sequence
     """
     if refine_budget is not None:
         check_refine_budget(refine_budget)
-    from factlearn.evaluate import evaluate
-
     L = switch.num_layers
     ks = list(ks) if ks is not None else k_grid(L)
     cache: dict[frozenset[str], dict] = {}

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from factlearn.errors import UserError
+from factlearn.analyze.runinfo import corpus_label, read_run_config
+from factlearn.analyze.plotting import pyplot, save_figure
 
 DEFAULT_METRIC = "Eval_multiple_choice/acc"
 
@@ -123,8 +125,6 @@ def choose_metrics(log: TrainLog, metrics: list[str] | None) -> list[str]:
 
 def run_title(log_path: Path) -> str:
     """'model on corpus' from the run's config.yaml next to the log, else the run folder's name."""
-    from factlearn.analyze.runinfo import corpus_label, read_run_config
-
     cfg = read_run_config(log_path.parent)
     if not cfg:
         return log_path.parent.name or str(log_path)
@@ -134,8 +134,6 @@ def run_title(log_path: Path) -> str:
 def plot_training_curves(log: TrainLog | str | Path, out_png: str | Path, metrics: list[str] | None = None,
                          title: str | None = None) -> Path:
     """Plot loss vs global step, mark each forgetting reset, and put eval metrics on a right axis."""
-    from factlearn.analyze.plotting import pyplot, save_figure
-
     if not isinstance(log, TrainLog):
         log = read_train_log(log)
     chosen = choose_metrics(log, metrics)

@@ -51,6 +51,9 @@ from typing import Any, Iterable, Sequence
 
 from factlearn.atomic import atomic_write_json
 from factlearn.errors import UserError
+from factlearn.data import RELATION_ANIMAL, RELATION_CAPITAL
+from factlearn.evaluate.scoring import score_shared
+from factlearn.analyze.plotting import pyplot, save_figure
 
 CAPITAL_TEMPLATES = (
     "Ask anyone in {head} to name their capital city, and they will tell you it {is}",
@@ -69,8 +72,6 @@ RATIOS = ("comparison", "negation")
 
 def default_templates() -> dict[str, tuple[str, ...]]:
     """Templates keyed by the two CCA relation strings (from factlearn.data)."""
-    from factlearn.data import RELATION_ANIMAL, RELATION_CAPITAL
-
     return {RELATION_CAPITAL: CAPITAL_TEMPLATES, RELATION_ANIMAL: ANIMAL_TEMPLATES}
 
 
@@ -152,8 +153,6 @@ def probe_facts(model, tokenizer, facts: Iterable[dict], templates: dict[str, Se
                 batch_size: int = 32, label: str = "model", model_name: str = "model",
                 corpus: str = "corpus", max_wrong: int | None = None) -> ProbeResult:
     """Compute both ratios for every fact (see the module docstring for the exact formulas)."""
-    from factlearn.evaluate.scoring import score_shared
-
     if max_wrong is not None and max_wrong < 1:
         raise UserError(f"max_wrong must be >= 1 (or None for all wrong tails), got {max_wrong}")
 
@@ -216,8 +215,6 @@ def probe_facts(model, tokenizer, facts: Iterable[dict], templates: dict[str, Se
 def plot_probes(results: Sequence[ProbeResult], out_png: str | Path, group: str = "all",
                 title: str | None = None) -> Path:
     """Grouped bars (paper Figure 2 form): one group per result, bars = the two ratios, error bars = std."""
-    from factlearn.analyze.plotting import pyplot, save_figure
-
     if not results:
         raise UserError("no probe results to plot")
     for r in results:

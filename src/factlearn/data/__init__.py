@@ -7,7 +7,8 @@ from factlearn.data.schema import (CONFIGS, CORPUS_CONFIGS, EVAL_CONFIGS, MC_CON
                                    RELATION_CAPITAL, RELATIONS, SPLIT_OF, check_columns, conform, features)
 from factlearn.data.world import ANIMALS, Animal, Fact, World, generate_world
 from factlearn.data.build import build_cca, build_dataset, build_rows
-from factlearn.data.load import HUB_ID, load_cca, load_text_corpus
+from factlearn.data.audit import audit_texts
+from factlearn.data.load import HUB_ID, audit_corpus, load_cca, load_text_corpus
 from factlearn.data.export import export
 from factlearn.data.templates import statement_prefix
 
@@ -18,10 +19,3 @@ __all__ = [
     "statement_prefix", "audit_texts", "audit_corpus",
 ]
 
-
-def __getattr__(name):  # the audit is imported on first use only
-    if name in ("audit_texts", "audit_corpus"):
-        from factlearn.data import audit
-
-        return getattr(audit, name)
-    raise AttributeError(name)

@@ -210,15 +210,3 @@ def slot_fillers(slots: dict) -> dict[str, dict]:
                   "filled_by_reference": s["filled_by_reference"], "share_filled_by_reference": share,
                   "top_fillers": [[p, n] for p, n in sorted(s["fillers"].items(), key=lambda x: (-x[1], x[0]))[:TOP_FILLERS]]}
     return out
-
-
-def audit_corpus(corpus: str, source: str | None = None, n_countries: int = 20, seed: int = 0) -> AuditResult:
-    """Audit a corpus (a CCA corpus config name from `source`, or a path / hub id) against `source`'s Facts."""
-    from factlearn.data.load import load_cca, load_text_corpus
-
-    from factlearn.data.custom import relation_keywords
-
-    texts = load_text_corpus(corpus, n_countries=n_countries, seed=seed, source=source)["text"]
-    facts_ds = load_cca("Facts", source=source, n_countries=n_countries, seed=seed)
-    facts = [Fact(h, r, t) for h, r, t in zip(facts_ds["head"], facts_ds["relation"], facts_ds["tail"])]
-    return audit_texts(texts, facts, keywords=relation_keywords(source))

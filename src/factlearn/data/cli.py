@@ -6,7 +6,13 @@ import argparse
 import json
 import sys
 
-from factlearn.data.schema import CONFIGS
+from factlearn.data.schema import CONFIGS, SPLIT_OF
+from factlearn.data.export import check_formats, export
+from factlearn.data.world import generate_world
+from factlearn.data.custom import FactsWorld, read_spec
+from factlearn.errors import UserError
+from factlearn.data.load import load_cca, audit_corpus
+from factlearn.atomic import atomic_write_json, check_output_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -80,9 +86,6 @@ def _source_args(p: argparse.ArgumentParser) -> None:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from factlearn.data.export import check_formats, export
-    from factlearn.data.world import generate_world
-
     formats = check_formats(" ".join(args.formats))
     if args.facts is not None:
         return _generate_facts(args, formats)
@@ -96,10 +99,6 @@ def run_generate(args: argparse.Namespace) -> int:
 def _generate_facts(args: argparse.Namespace, formats: tuple[str, ...]) -> int:
     """`data generate OUT --facts FILE`: the whole world is built (and checked) before anything is written."""
     from pathlib import Path
-
-    from factlearn.data.custom import FactsWorld, read_spec
-    from factlearn.data.export import export
-    from factlearn.errors import UserError
 
     if args.n_countries is not None:
         raise UserError("--n-countries sizes the generated CCA world; a facts file brings its own facts, so drop "
@@ -122,10 +121,6 @@ def _generate_facts(args: argparse.Namespace, formats: tuple[str, ...]) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from factlearn.data.load import load_cca
-    from factlearn.data.schema import SPLIT_OF
-    from factlearn.errors import UserError
-
     if args.limit < 0:
         raise UserError(f"--limit must be >= 0 (0 = all rows), got {args.limit}")
     if args.config is None:
@@ -144,9 +139,6 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_audit(args: argparse.Namespace) -> int:
-    from factlearn.atomic import atomic_write_json, check_output_path
-    from factlearn.data.audit import audit_corpus
-
     if args.json:
         check_output_path(args.json)  # before the audit, not after it
     result = audit_corpus(args.corpus, source=args.source, n_countries=args.n_countries, seed=args.seed)

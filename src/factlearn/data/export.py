@@ -22,6 +22,10 @@ from factlearn.atomic import atomic_dir
 from factlearn.data.schema import CONFIGS, SPLIT_OF, conform
 from factlearn.data.world import World
 from factlearn.errors import UserError
+from factlearn.data.facts_file import SPEC_NAME
+from factlearn.data.custom import GENERATOR_VERSION as FACTS_VERSION, FactsWorld
+from factlearn.data.build import GENERATOR_VERSION, build_cca
+from factlearn import __version__
 
 if TYPE_CHECKING:
     import datasets
@@ -67,8 +71,6 @@ def export(data: "World | FactsWorld | datasets.DatasetDict", out_dir: str | Pat
             for config, ds in dataset_dict.items():
                 _write_config(tmp, config, ds, formats)
             if params and "facts_file" in params:
-                from factlearn.data.facts_file import SPEC_NAME
-
                 (tmp / SPEC_NAME).write_text(json.dumps(data.spec.as_dict(), indent=2, ensure_ascii=False) + "\n",
                                              encoding="utf-8")
             (tmp / "README.md").write_text(dataset_card(dataset_dict, params, formats), encoding="utf-8")
@@ -82,15 +84,11 @@ def export(data: "World | FactsWorld | datasets.DatasetDict", out_dir: str | Pat
 def _as_dataset_dict(data) -> tuple["datasets.DatasetDict", dict | None]:
     import datasets
 
-    from factlearn.data.custom import GENERATOR_VERSION as FACTS_VERSION, FactsWorld
-
     if isinstance(data, FactsWorld):
         params = {"facts_file": data.spec.path, "relations": ", ".join(r.name for r in data.spec.relations),
                   "facts": len(data.spec.facts), "seed": data.seed, "generator_version": FACTS_VERSION}
         return data.dataset_dict(), params
     if isinstance(data, World):
-        from factlearn.data.build import GENERATOR_VERSION, build_cca
-
         params = {"n_countries": data.n_countries, "seed": data.seed, "generator_version": GENERATOR_VERSION}
         return build_cca(data), params
     if isinstance(data, datasets.DatasetDict):
@@ -122,8 +120,6 @@ def _write_config(root: Path, config: str, ds: "datasets.Dataset", formats: tupl
 
 def dataset_card(dataset_dict: "datasets.DatasetDict", params: dict | None, formats: tuple[str, ...]) -> str:
     """A README.md with hub-style YAML front matter (configs -> data files) and the generation parameters."""
-    from factlearn import __version__
-
     fmt = "parquet" if "parquet" in formats else "jsonl" if "jsonl" in formats else None
     facts = bool(params and "facts_file" in params)
     name = "World from a facts file (factlearn)" if facts else "Country-city-animals (factlearn)"

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from factlearn.data.schema import COLUMNS, CONFIGS, SPLIT_OF, check_columns, conform
 from factlearn.errors import UserError
+from factlearn.data.build import rows_to_dataset
 
 if TYPE_CHECKING:
     import datasets
@@ -101,8 +102,6 @@ def read_jsonl(file: Path, config: str | None = None) -> list[dict]:
 
 def rows_dataset(rows: list[dict], config: str, where: str) -> "datasets.Dataset":
     """Checked rows of one config as a Dataset with that config's exact features."""
-    from factlearn.data.build import rows_to_dataset
-
     if not rows:
         raise UserError(f"{where}: config {config} has no rows; the file is empty")
     return rows_to_dataset(rows, config)

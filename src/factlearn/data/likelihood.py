@@ -85,20 +85,3 @@ def add_likelihood_tables(tables: dict[str, list[Row]]) -> dict[str, list[Row]]:
             if rows:
                 tables[config] = rows
     return tables
-
-
-def derive_likelihood(generative: "datasets.Dataset", facts: "datasets.Dataset", config: str) -> "datasets.Dataset":
-    """A likelihood config as a Dataset, from its generative config's and the Facts config's datasets."""
-    from factlearn.data.build import rows_to_dataset
-
-    return rows_to_dataset(likelihood_rows(list(generative), list(facts)), config)
-
-
-def with_likelihood(data):
-    """Add the likelihood configs a DatasetDict lacks (hub data, older exports) where it has their sources."""
-    if not hasattr(data, "keys"):
-        return data
-    for config, source in LIKELIHOOD_OF.items():
-        if config not in data and source in data and "Facts" in data:
-            data[config] = derive_likelihood(data[source], data["Facts"], config)
-    return data

@@ -25,11 +25,16 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from factlearn.data.audit import AuditResult, audit_texts
+from factlearn.data.build import build_cca, build_dataset, cloze_rows, rows_to_dataset
+from factlearn.data.custom import relation_keywords, world_for_source
 from factlearn.data.files import from_saved_dict, load_from_disk, read_any, read_config_folder, text_only
 from factlearn.data.schema import (CLOZE_OF, CONFIGS, LIKELIHOOD_OF, CORPUS_CONFIGS, ORIGINAL_CONFIGS, SPLIT_OF, check_config_name,
                                    conform)
-from factlearn.data.world import check_n_countries, generate_world
+from factlearn.data.likelihood import likelihood_rows
+from factlearn.data.world import Fact, check_n_countries, generate_world
 from factlearn.errors import UserError
+from factlearn.models import hub_reachable, is_hub_id
 
 if TYPE_CHECKING:
     import datasets
@@ -52,20 +57,14 @@ def load_cca(config: str | None = None, source: str | None = None, n_countries: 
     check_n_countries(n_countries)
     source = None if source is None else str(source)
     if source is None or source.strip().lower() in GENERATOR_NAMES or source == "":
-        from factlearn.data.build import build_cca, build_dataset
-
         world = generate_world(n_countries, seed)
         return build_dataset(world, config) if config else build_cca(world)
-    from factlearn.data.custom import world_for_source
-
     facts_world = world_for_source(source, seed)  # a facts file: its world, built in memory
     if facts_world is not None:
         return facts_world.dataset(config) if config else facts_world.dataset_dict()
     if config in CLOZE_OF:  # factlearn's addition: derived from its MC config, so every source has it
         return derive_cloze(load_cca(CLOZE_OF[config], source, n_countries, seed), config)
     if config in LIKELIHOOD_OF:  # likewise, from its generative config and the world's Facts
-        from factlearn.data.likelihood import derive_likelihood
-
         return derive_likelihood(load_cca(LIKELIHOOD_OF[config], source, n_countries, seed),
                                  load_cca("Facts", source, n_countries, seed), config)
     if source == "hub":
@@ -105,15 +104,11 @@ def load_text_corpus(spec: str, n_countries: int = 20, seed: int = 0, source: st
 
 def derive_cloze(mc: "datasets.Dataset", config: str) -> "datasets.Dataset":
     """A cloze config (one row per distinct question) from its multiple-choice config's rows."""
-    from factlearn.data.build import cloze_rows, rows_to_dataset
-
     return rows_to_dataset(cloze_rows(list(mc)), config)
 
 
 def _with_cloze(data):
     """Add the cloze configs a DatasetDict lacks (the hub's, or an export made before they existed)."""
-    from factlearn.data.likelihood import with_likelihood
-
     if not hasattr(data, "keys"):
         return data
     for cloze, mc in CLOZE_OF.items():
@@ -122,11 +117,32 @@ def _with_cloze(data):
     return with_likelihood(data)
 
 
+def derive_likelihood(generative: "datasets.Dataset", facts: "datasets.Dataset", config: str) -> "datasets.Dataset":
+    """A likelihood config as a Dataset, from its generative config's and the Facts config's datasets."""
+    return rows_to_dataset(likelihood_rows(list(generative), list(facts)), config)
+
+
+def with_likelihood(data):
+    """Add the likelihood configs a DatasetDict lacks (hub data, older exports) where it has their sources."""
+    if not hasattr(data, "keys"):
+        return data
+    for config, source in LIKELIHOOD_OF.items():
+        if config not in data and source in data and "Facts" in data:
+            data[config] = derive_likelihood(data[source], data["Facts"], config)
+    return data
+
+
+def audit_corpus(corpus: str, source: str | None = None, n_countries: int = 20, seed: int = 0) -> AuditResult:
+    """Audit a corpus (a CCA corpus config name from `source`, or a path / hub id) against `source`'s Facts."""
+    texts = load_text_corpus(corpus, n_countries=n_countries, seed=seed, source=source)["text"]
+    facts_ds = load_cca("Facts", source=source, n_countries=n_countries, seed=seed)
+    facts = [Fact(h, r, t) for h, r, t in zip(facts_ds["head"], facts_ds["relation"], facts_ds["tail"])]
+    return audit_texts(texts, facts, keywords=relation_keywords(source))
+
+
 # --- hub ---------------------------------------------------------------------------------------------
 
 def _looks_like_hub_id(spec: str) -> bool:
-    from factlearn.models import is_hub_id
-
     return is_hub_id(spec)
 
 
@@ -136,7 +152,6 @@ def _offline_env() -> bool:
 
 def _check_hub(repo: str) -> bool:
     """True when only the local cache may be used; raise a UserError when the hub is simply unreachable."""
-    from factlearn.models import hub_reachable
 
     if _offline_env():
         return True

@@ -9,6 +9,14 @@ from pathlib import Path
 
 from factlearn.data.cli import add_model_world_flags
 from factlearn.errors import UserError
+from factlearn.evaluate.engine import available_tasks, resolve_data, task_docs, evaluate
+from factlearn.evaluate.fewshot import check_num_fewshot, check_shots
+from factlearn.evaluate.tasks import get_tasks
+from factlearn.evaluate.control import control_data, control_tasks, capability
+from factlearn.atomic import check_output_path
+from factlearn.models import resolve_model_path, describe, load_model
+from factlearn.evaluate.results import results_table, save_results
+from factlearn.evaluate.export import export_lm_eval
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -80,14 +88,8 @@ def _world(args, run_config: dict) -> tuple[str | None, int, int]:
 
 def _load_checked(args, run_config: dict):
     """Resolve tasks and data and check num_fewshot before any model is loaded, so bad input fails fast."""
-    from factlearn.evaluate.engine import available_tasks, resolve_data, task_docs
-    from factlearn.evaluate.fewshot import check_num_fewshot, check_shots
-    from factlearn.evaluate.tasks import get_tasks
-
     check_shots(args.shots)
     if getattr(args, "control", False):
-        from factlearn.evaluate.control import control_data, control_tasks
-
         if args.data is not None:
             raise UserError("--control evaluates on the built-in control world; drop --data (or drop --control)")
         tasks, dataset = control_tasks(args.tasks), control_data()
@@ -113,13 +115,9 @@ def run_eval(args: argparse.Namespace) -> int:
         raise UserError(f"--limit must be a positive number of items, not {args.limit}")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, not {args.batch_size}")
-    from factlearn.atomic import check_output_path
-    from factlearn.evaluate.tasks import get_tasks
-    from factlearn.models import resolve_model_path
 
     get_tasks(args.tasks)  # fail on a task name before touching model or data
     check_output_path(args.out or _default_out(args.model, args.adapter), folder=True)
-    from factlearn.evaluate.fewshot import check_shots
 
     check_shots(args.shots)
     if not (args.model and (Path(args.model) / "adapter_config.json").is_file()):
@@ -129,18 +127,12 @@ def run_eval(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    from factlearn.evaluate.engine import evaluate
-    from factlearn.evaluate.results import results_table, save_results
-    from factlearn.models import describe, load_model
-
     console = Console(stderr=True)
     model, tokenizer = load_model(args.model, adapter=args.adapter, device=args.device, dtype=args.dtype)
     console.print(f"factlearn eval: {describe(model)}")
     result = evaluate(model, tokenizer, tasks=[t.name for t in tasks], data=dataset, num_fewshot=args.num_fewshot,
                       limit=args.limit, batch_size=args.batch_size, log=console.print, shots=args.shots)
     if args.control:
-        from factlearn.evaluate.control import capability
-
         result.capability = capability(result.metrics, result.records, dataset)
     out = Path(args.out) if args.out else _default_out(args.model, args.adapter)
     path = save_results(result, out, extra_config={
@@ -155,8 +147,6 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from factlearn.evaluate.export import export_lm_eval
-
     run_config = _run_config(None)
     tasks, dataset, _ = _load_checked(args, run_config)
     names = export_lm_eval(args.out, tasks=[t.name for t in tasks], data=dataset, num_fewshot=args.num_fewshot,

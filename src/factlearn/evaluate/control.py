@@ -15,15 +15,16 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from factlearn.errors import UserError
-from factlearn.evaluate.tasks import CHOICE_KINDS, Task, get_tasks
+from factlearn.evaluate.tasks import CHOICE_KINDS, Task, get_tasks, TASKS
+from factlearn.data.control import control_dataset, CONTROL_CONFIGS, NO_CONTROL_REASON
+from factlearn.analyze.stats import above_chance, wilson_interval
+from factlearn.evaluate.engine import task_docs
 
 BEYOND = "beyond this model"
 
 
 def control_data() -> dict[str, Any]:
     """The control world's configs that have rows, as datasets keyed by config."""
-    from factlearn.data.control import control_dataset
-
     return control_dataset()
 
 
@@ -32,8 +33,6 @@ def control_tasks(names: list[str] | str | None = None) -> list[Task]:
 
     A task named explicitly that has no control (the animal relation is fictional) is a UserError.
     """
-    from factlearn.data.control import CONTROL_CONFIGS, NO_CONTROL_REASON
-
     if names is None:
         return [t for t in get_tasks(None) if t.config in CONTROL_CONFIGS]
     tasks = get_tasks(names)
@@ -58,10 +57,6 @@ def capability(metrics: Mapping[str, Mapping[str, float]], records: Mapping[str,
 
     Uses the records' 0/1 `correct` field (the headline metric of every built-in task: acc or exact match).
     """
-    from factlearn.analyze.stats import above_chance, wilson_interval
-    from factlearn.evaluate.engine import task_docs
-    from factlearn.evaluate.tasks import TASKS
-
     out = {}
     for name, recs in records.items():
         task = TASKS[name]

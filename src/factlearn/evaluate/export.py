@@ -25,7 +25,7 @@ from factlearn.errors import UserError
 from factlearn.evaluate import metrics
 from factlearn.evaluate.engine import resolve_data, task_docs, world_entities
 from factlearn.evaluate.fewshot import build_prompts, fact_keys
-from factlearn.evaluate.tasks import CLOZE, GENERATE, Task, get_tasks
+from factlearn.evaluate.tasks import CLOZE, GENERATE, Task, get_tasks, TASKS
 
 PREFIX = "factlearn_"
 
@@ -157,8 +157,6 @@ def compare_with_lm_eval(records: dict[str, list[dict]], samples: dict[str, dict
     Only items present in both are compared (lm-eval --limit N covers our first N); a task missing in
     lm-eval's output counts all its items as differing.
     """
-    from factlearn.evaluate.tasks import TASKS
-
     diffs: dict[str, list[dict]] = {}
     for name, recs in records.items():
         theirs = samples.get(name)

@@ -27,6 +27,7 @@ from typing import Iterable, Mapping
 from factlearn.data.likelihood import YES_NO, entity_types
 from factlearn.data.templates import NUMBER_WORDS, REFS
 from factlearn.evaluate.metrics import normalize_answer
+from factlearn.errors import UserError
 
 EXPECTED, OTHER_TYPE, REFERENCE, EMPTY, OTHER = "expected type", "other type", "reference", "empty", "other"
 FORMS = (EXPECTED, OTHER_TYPE, REFERENCE, EMPTY, OTHER)
@@ -102,8 +103,6 @@ def classify_records(records: list[dict], classifier: FormClassifier) -> dict:
 
 def check_wrong_form_share(value) -> float:
     """A wrong-form share threshold in [0, 1), else a UserError saying so."""
-    from factlearn.errors import UserError
-
     try:
         share = float(value)
     except (TypeError, ValueError):

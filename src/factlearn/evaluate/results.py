@@ -6,6 +6,8 @@ from pathlib import Path
 
 from factlearn.evaluate.engine import EvalResult
 from factlearn.versions import stack_versions
+from factlearn.atomic import atomic_write_json, atomic_write_jsonl
+from factlearn.evaluate.tasks import TASKS
 
 
 def save_results(result: EvalResult, out_dir: str | Path, extra_config: dict | None = None) -> Path:
@@ -13,8 +15,6 @@ def save_results(result: EvalResult, out_dir: str | Path, extra_config: dict | N
 
     results.json is written last, so its presence means the records beside it are complete.
     """
-    from factlearn.atomic import atomic_write_json, atomic_write_jsonl
-
     out_dir = Path(out_dir)
     for task, records in result.records.items():
         atomic_write_jsonl(out_dir / "records" / f"{task}.jsonl", records)
@@ -37,8 +37,6 @@ def results_table(result: EvalResult, title: str = "factlearn eval"):
     """A rich Table: one row per task, one column per metric (the headline one with its 95 % interval),
     on a control run whether the task is above chance or BEYOND this model, plus items and seconds."""
     from rich.table import Table
-
-    from factlearn.evaluate.tasks import TASKS
 
     metric_names = list(dict.fromkeys(m for ms in result.metrics.values() for m in ms))
     table = Table(title=title)

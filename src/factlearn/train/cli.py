@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+from factlearn.train.config import load_train_config
+from factlearn.train.trainer import train
+from factlearn.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,8 +26,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from factlearn.train.config import load_train_config
-
     config, overrides = args.config, list(args.overrides)
     if "=" in config:  # `factlearn train lr=1e-4`: no config name given, only overrides
         config, overrides = "cpu_small", [config, *overrides]
@@ -32,11 +33,7 @@ def run(args: argparse.Namespace) -> int:
         overrides.append("overwrite=true")
     cfg = load_train_config(config, overrides)
     if args.resume and args.overwrite:
-        from factlearn.errors import UserError
-
         raise UserError("--resume and --overwrite contradict each other; pass one of them")
-
-    from factlearn.train.trainer import train
 
     out = train(cfg, resume=args.resume)
     if os.environ.get("RANK", "0") == "0":  # once, not per process, under `accelerate launch`

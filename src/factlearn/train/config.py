@@ -11,10 +11,14 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from factlearn.errors import UserError
+from factlearn.config import load_config
 
 METHODS = ("full", "lora")
 SHARDINGS = ("none", "fsdp2")
 DTYPES = ("auto", "fp32", "float32", "bf16", "bfloat16", "fp16", "float16")
+# transformers schedules that take (warmup, total) and nothing else (train/schedule.py builds them);
+# the others need extra knobs we do not expose.
+SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "polynomial", "inverse_sqrt")
 LORA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -141,8 +145,6 @@ class TrainConfig:
         check_installed(check_report_to(self.report_to))
 
     def _check_scheduler(self) -> None:
-        from factlearn.train.schedule import SCHEDULERS
-
         if self.lr_scheduler not in SCHEDULERS:
             raise UserError(f"lr_scheduler must be one of {', '.join(SCHEDULERS)}, got '{self.lr_scheduler}'")
 
@@ -182,6 +184,4 @@ class TrainConfig:
 
 def load_train_config(name_or_path: str | None = "cpu_small", overrides: list[str] | None = None) -> TrainConfig:
     """A shipped config name (cpu_small, finetune_full, finetune_lora) or a YAML path, plus overrides."""
-    from factlearn.config import load_config
-
     return load_config(TrainConfig, "train", name_or_path, overrides)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from factlearn.errors import UserError
+from factlearn.data import load_text_corpus
 
 BUCKET_CHUNK_STEPS = 16  # rows of this many optimizer steps are sorted together
 
@@ -26,8 +27,6 @@ def load_corpus(subset: str, data_source: str | None = None, n_countries: int = 
     file or save_to_disk folder, or a hub dataset id. factlearn.data.load_text_corpus resolves it and
     factlearn.data.files holds the parsing rules, so a file reads the same here as in `factlearn data`.
     """
-    from factlearn.data import load_text_corpus
-
     path = Path(subset).expanduser()
     if path.is_file() and path.stat().st_size == 0:  # the common slip gets the train command's own wording
         raise UserError(f"corpus file {path} is empty; pass a file with at least one text row")

@@ -12,6 +12,8 @@ from typing import Callable
 from factlearn.errors import UserError
 from factlearn.tracking import Trackers, open_trackers
 from factlearn.train.config import TrainConfig
+from factlearn.evaluate import evaluate
+from factlearn.data import load_cca
 
 EvalHook = Callable[[object, object, int], dict]  # (model, tokenizer, step) -> metrics for the log
 ProgressCallback = Callable[[int, int], None]  # (optimizer steps done, total optimizer steps)
@@ -55,14 +57,8 @@ def log_summary(trackers: Trackers, summary: dict) -> None:
 
 def default_eval_hook(cfg: TrainConfig) -> EvalHook:
     """Eval-in-the-loop with factlearn.evaluate on the same CCA world the corpus came from."""
-    try:
-        from factlearn.evaluate import evaluate
-    except ImportError:
-        raise UserError("eval_every > 0 needs factlearn.evaluate, which is not available; set eval_every=0") from None
     data = None
     if not Path(cfg.subset).suffix and not Path(cfg.subset).is_dir():
-        from factlearn.data import load_cca
-
         data = load_cca(None, source=cfg.data_source, n_countries=cfg.n_countries, seed=cfg.data_seed)
 
     def hook(model, tokenizer, step):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from factlearn.train import forgetting
 from factlearn.train.data import collate, pack
+from factlearn.models import unwrap_peft
 
 
 def causal_lm_loss_module(model):
@@ -18,8 +19,6 @@ def causal_lm_loss_module(model):
     """
     import torch
     import torch.nn.functional as F
-
-    from factlearn.models import unwrap_peft
 
     class CausalLMLoss(torch.nn.Module):
         def __init__(self, lm):
@@ -104,8 +103,6 @@ def packing_matches_padding(loss_module, rows: list[list[int]], pad_id: int, dev
 
 def attention_costs(model) -> tuple[float, float]:
     """(FLOPs per token for the weights, FLOPs per attended query-key pair), for pack_pays_off."""
-    from factlearn.models import unwrap_peft
-
     base = unwrap_peft(model)
     config = base.config.get_text_config() if hasattr(base.config, "get_text_config") else base.config
     hidden = int(getattr(config, "hidden_size", 0) or 0)

@@ -14,6 +14,9 @@ from pathlib import Path
 from factlearn.errors import UserError
 from factlearn.train import checkpoint as ckpt_io
 from factlearn.train.config import TrainConfig
+from factlearn.config import to_dict
+from factlearn.atomic import atomic_dir
+from factlearn.models import model_fingerprint
 
 LIVE_LOG = "train_log.partial.jsonl"  # written while training; the finished folder holds train_log.jsonl
 
@@ -49,8 +52,6 @@ def check_same_config(ckpt: Path, cfg: TrainConfig) -> None:
     """--resume must continue the same run: every key but the output policy must match."""
     from omegaconf import OmegaConf
 
-    from factlearn.config import to_dict
-
     saved = OmegaConf.to_container(OmegaConf.create((ckpt / "config.yaml").read_text()))
     now = to_dict(cfg)
     ignore = {"overwrite", "eval_every", "eval_tasks", "eval_limit", "log_every", "keep_checkpoints", "report_to",
@@ -77,9 +78,6 @@ def save_output(cfg: TrainConfig, model, tokenizer, log_rows: list[dict], summar
     Full: model.safetensors + config (loads with AutoModelForCausalLM). LoRA: the peft adapter plus
     factlearn_base.json (loads with PeftModel / factlearn.models.load_model).
     """
-    from factlearn.atomic import atomic_dir
-    from factlearn.models import model_fingerprint
-
     save = Path(cfg.save)
     with atomic_dir(save, overwrite=True) as tmp:
         model.save_pretrained(tmp)

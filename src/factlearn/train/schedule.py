@@ -11,10 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from factlearn.train.config import TrainConfig
-
-# Schedules that take (warmup, total) and nothing else; the others need extra knobs we do not expose.
-SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "polynomial", "inverse_sqrt")
+from factlearn.train.config import SCHEDULERS, TrainConfig  # noqa: F401 (SCHEDULERS: named here too)
 
 
 def warmup_steps(total_steps: int, warmup_ratio: float) -> int:
