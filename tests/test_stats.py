@@ -1,11 +1,11 @@
-"""factlearn.analyze.stats against values computed by hand (no scipy at run time)."""
+"""factlearn.stats against values computed by hand (no scipy at run time)."""
 
 import math
 
 import numpy as np
 import pytest
 
-from factlearn.analyze import stats
+from factlearn import stats
 from factlearn.errors import UserError
 
 

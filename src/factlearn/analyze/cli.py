@@ -12,6 +12,15 @@ from pathlib import Path
 from factlearn.atomic import check_output_path
 from factlearn.data.cli import add_model_world_flags
 from factlearn.errors import UserError
+from factlearn.analyze.runinfo import world_args, corpus_label, model_label, read_run_config
+from factlearn.data import load_cca
+from factlearn.data.custom import probe_templates
+from factlearn.analyze.probes import ProbeResult, plot_probes, probe_facts
+from factlearn.models import load_model
+from factlearn.analyze.ablation import delta_switch, k_grid, run_ablation
+from factlearn.analyze.ablation_plot import plot_ablation
+from factlearn.evaluate import TASKS
+from factlearn.analyze.curves import plot_training_curves, read_train_log
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -84,9 +93,6 @@ def _positive(value: int, flag: str) -> None:
 
 
 def _load_world(run_cfg: dict, args) -> tuple:
-    from factlearn.analyze.runinfo import world_args
-    from factlearn.data import load_cca
-
     source, n, seed = world_args(run_cfg, args.data, args.n_countries, args.seed)
     if n < 2:
         raise UserError(f"--n-countries must be >= 2 (wrong tails come from other facts), got {n}")
@@ -94,10 +100,6 @@ def _load_world(run_cfg: dict, args) -> tuple:
 
 
 def run_probe(args: argparse.Namespace) -> int:
-    from factlearn.analyze.probes import ProbeResult, plot_probes, probe_facts
-    from factlearn.analyze.runinfo import corpus_label, model_label, read_run_config
-    from factlearn.models import load_model
-
     _positive(args.batch_size, "--batch-size")
     if args.out:
         check_output_path(args.out, folder=True)
@@ -107,10 +109,9 @@ def run_probe(args: argparse.Namespace) -> int:
     run_cfg = read_run_config(args.adapter or args.model) if Path(args.adapter or args.model).is_dir() else {}
     world, source = _load_world(run_cfg, args)
     label = args.label or Path(args.adapter or args.model).name
+    templates = probe_templates(source)  # a facts file's own (refused when missing); None: the CCA templates
     model, tokenizer = load_model(args.model, adapter=args.adapter, device=args.device)
-    from factlearn.data.custom import probe_templates  # a facts file's own; None: the CCA templates
-
-    result = probe_facts(model, tokenizer, world["Facts"], templates=probe_templates(source),
+    result = probe_facts(model, tokenizer, world["Facts"], templates=templates,
                          batch_size=args.batch_size, label=label,
                          model_name=model_label(args.adapter or args.model, run_cfg),
                          corpus=args.corpus or corpus_label(run_cfg), max_wrong=args.max_wrong)
@@ -134,12 +135,6 @@ def _parse_k_grid(text: str | None) -> list[int] | None:
 
 
 def run_ablate(args: argparse.Namespace) -> int:
-    from factlearn.analyze.ablation import delta_switch, k_grid, run_ablation
-    from factlearn.analyze.ablation_plot import plot_ablation
-    from factlearn.analyze.runinfo import corpus_label, model_label, read_run_config
-    from factlearn.evaluate import TASKS
-    from factlearn.models import load_model
-
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     unknown = [t for t in tasks if t not in TASKS]
     if not tasks or unknown:
@@ -180,8 +175,6 @@ def run_ablate(args: argparse.Namespace) -> int:
 
 
 def run_curves(args: argparse.Namespace) -> int:
-    from factlearn.analyze.curves import plot_training_curves, read_train_log
-
     path = Path(args.log)
     if path.is_dir():
         path = path / "train_log.jsonl"

@@ -41,6 +41,9 @@ from factlearn.data.facts_file import SPEC_NAME, FactsSpec, Relation, load_facts
 from factlearn.data.templates import REFS
 from factlearn.data.world import Fact, rng_for
 from factlearn.errors import UserError
+from factlearn.data.build import cloze_rows, rows_to_dataset
+from factlearn.data.likelihood import add_likelihood_tables
+from factlearn.data.audit import audit_texts
 
 if TYPE_CHECKING:
     import datasets
@@ -92,8 +95,6 @@ class FactsWorld:
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
     def dataset(self, config: str) -> "datasets.Dataset":
-        from factlearn.data.build import rows_to_dataset
-
         return rows_to_dataset(self.rows(config), config, self.fingerprint(config))
 
     def dataset_dict(self) -> "datasets.DatasetDict":
@@ -169,9 +170,20 @@ def facts_configs(source) -> tuple[str, ...] | None:
 
 
 def probe_templates(source) -> dict[str, tuple[str, ...]] | None:
-    """{relation: probe templates} of a facts-file source; None for CCA sources (the probes' defaults)."""
+    """{relation: probe templates} of a facts-file source; None for CCA sources (the probes' defaults).
+
+    A facts file may leave a relation without probe prompts (generate, train and eval do not need
+    them); probing it is refused here, before any model is loaded, naming what to add.
+    """
     spec = spec_for_source(source)
-    return None if spec is None else {r.name: r.probes for r in spec.relations}
+    if spec is None:
+        return None
+    missing = [r.name for r in spec.relations if not r.probes]
+    if missing:
+        raise UserError(f"{spec.path}: relation {', '.join(repr(m) for m in missing)} has no probe prompts (no "
+                        "`probes:` and no statement reading '... is {tail}.'), so its facts cannot be probed; add "
+                        "`probes: [\"... {head} ... {is}\"]` to it, ending where the tail follows")
+    return {r.name: r.probes for r in spec.relations}
 
 
 def relation_keywords(source) -> dict[str, tuple[str, ...]] | None:
@@ -213,8 +225,6 @@ def _note(notes: list[str], config: str, count: int, what: str) -> None:
 
 
 def _build(world: FactsWorld) -> tuple[dict[str, list[Row]], tuple[str, ...]]:
-    from factlearn.data.build import cloze_rows
-
     spec, index, notes = world.spec, _Index(world.spec), []
     rel = {r.name: r for r in spec.relations}
     tables: dict[str, list[Row]] = {
@@ -239,7 +249,6 @@ def _build(world: FactsWorld) -> tuple[dict[str, list[Row]], tuple[str, ...]]:
     mc, raw = _two_hop(world, index, notes)
     tables.update({"Eval_2hop_reasoning": mc, "Eval_2hop_reasoning_raw": raw,
                    "Eval_2hop_reasoning_cloze": cloze_rows(mc)})
-    from factlearn.data.likelihood import add_likelihood_tables
 
     return add_likelihood_tables({k: v for k, v in tables.items() if v}), tuple(notes)
 
@@ -363,8 +372,6 @@ def referencing_rows(world: FactsWorld, attempts: int = 8) -> list[Row]:
     Only entities that are both heads and tails of a relation can break the tie the construction
     gives; then another partner cycle is tried.
     """
-    from factlearn.data.audit import audit_texts
-
     index = _Index(world.spec)
     keywords = {r.name: r.keywords for r in world.spec.relations}
     for attempt in range(attempts):

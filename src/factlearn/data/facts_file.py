@@ -264,12 +264,8 @@ class _Reader:
             if "reverse_question" in keys else None
         if "probes" in seq:
             probes = tuple(self.template(n, "probes", where) for n in seq["probes"])
-        else:
+        else:  # may be empty: only probing needs them, and it says so (custom.probe_templates)
             probes = probes_from_statements(statements)
-            if not probes:
-                raise self.error(node, f"{where}: no statement reads '... is {{tail}}.' to build probe prompts "
-                                 "from; add `probes: [\"... {head} ... {is}\"]` ending where the tail follows, "
-                                 "e.g. 'The company {head} works for {is}'")
         multi = self.boolean(keys["multi_valued"][1], f"multi_valued of {where}") if "multi_valued" in keys else False
         distractors = self.strings(keys["distractors"][1], f"distractors of {where}", allow_empty=True) \
             if "distractors" in keys else ()

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 from factlearn.errors import UserError
 from factlearn.evaluate.tasks import CHOICE_KINDS, Task, get_tasks, TASKS
 from factlearn.data.control import control_dataset, CONTROL_CONFIGS, NO_CONTROL_REASON
-from factlearn.analyze.stats import above_chance, wilson_interval
+from factlearn.stats import above_chance, wilson_interval
 from factlearn.evaluate.engine import task_docs
 
 BEYOND = "beyond this model"

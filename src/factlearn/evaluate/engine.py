@@ -21,7 +21,7 @@ from factlearn.evaluate.scoring import generate_until, score_choices, score_shar
 from factlearn.evaluate.tasks import CLOZE, GENERATE, Task, get_tasks
 from factlearn.data import load_cca
 from factlearn.data.custom import facts_configs
-from factlearn.analyze.stats import check_level, item_interval
+from factlearn.stats import check_level, item_interval
 
 
 # --------------------------------------------------------------------------- data

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from factlearn.analyze.stats import (N_BOOT, bootstrap_p_value, check_level, cluster_bootstrap_replicates,
+from factlearn.stats import (N_BOOT, bootstrap_p_value, check_level, cluster_bootstrap_replicates,
                                      paired_comparison, percentile_interval)
 from factlearn.report.evidence import BASE, Evidence, pair_items
 from factlearn.report.fairness import (NOT_COMPARABLE, PARITY_MARGIN, apply_holm, check_parity_margin,

@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from factlearn.analyze.stats import (N_BOOT, bootstrap_p_value, cluster_bootstrap_replicates, holm_adjust,
+from factlearn.stats import (N_BOOT, bootstrap_p_value, cluster_bootstrap_replicates, holm_adjust,
                                      percentile_interval)
 from factlearn.errors import UserError
 

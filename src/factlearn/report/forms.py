@@ -90,7 +90,7 @@ def broken_marks(control_runs: list[dict], level: float) -> list[dict]:
     `control_runs`: {"model", "method", "condition", "seed", "records": {task: [record]}} per control
     evaluation, the base model's with method "base". The test is the stats module's paired comparison;
     a task is broken when the CI of (trained - base) lies below 0."""
-    from factlearn.analyze.stats import paired_comparison
+    from factlearn.stats import paired_comparison
 
     base = {r["model"]: r["records"] for r in control_runs if r["method"] == "base"}
     marks = []

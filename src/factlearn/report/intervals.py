@@ -1,7 +1,7 @@
 """Put a confidence interval next to every score of results.json, and the paired comparisons.
 
 Scores are noisy (a few items per task, a few seeds), so each one gets `"ci95": [low, high]` beside
-it (factlearn.analyze.stats.score_interval: Wilson or bootstrap over items within a seed, Student-t
+it (factlearn.stats.score_interval: Wilson or bootstrap over items within a seed, Student-t
 over seeds when a row has several):
 
 - evaluations[i]["ci95"][task][metric]: item-level, that cell's seed only;
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import zlib
 
-from factlearn.analyze.stats import paired_comparison, score_interval
+from factlearn.stats import paired_comparison, score_interval
 from factlearn.report.evidence import BASE, Evidence, pair_items, read_records
 
 # (a, b) condition pairs compared on the same items, beyond "every trained condition vs base".

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from factlearn.analyze.refine import as_bottom_up, crossing, decided
-from factlearn.analyze.stats import N_BOOT, check_level
+from factlearn.stats import N_BOOT, check_level
 from factlearn.report.evidence import AblationSweep
 
 CLASSES = ("lower", "middle", "upper")
