@@ -288,6 +288,9 @@ def test_terminal_summary_prints_each_verdict_with_its_headline_measure():
     assert lines[1].startswith("What this run shows")
     f1 = next(line for line in lines if line.strip().startswith("F1"))
     assert "SUPPORTED" in f1 and "narrative - base" in f1 and "p=" in f1
+    scoped = conclude(evidence({("base", QA): items(0), ("narrative", QA): items(18)}),
+                      scope={"world_size": "8 countries"})
+    assert "world 8 countries" in scoped[0]["scope"]
     assert sum(line.strip()[:2] in {"F1", "F2", "F3", "F4", "F5", "F6"} for line in lines) == len(entries)
     assert conclusion_lines({"conclusions": []}) == []
 
@@ -417,3 +420,27 @@ def test_f6_uses_both_sweeps():
     entry = finding(conclude(evidence({("base", QA): items(0)}, ablations=disagree)), "F6")
     assert entry["verdict"] == "inconclusive"
     assert any("sweeps disagree" in n for n in entry["evidence"]["notes"])
+
+
+def test_cluster_interval_is_used_and_never_narrower_than_the_item_one():
+    # 20 QA items on 4 facts (5 items each, all agreeing within a fact): the cluster interval is wider
+    ev = evidence({("base", QA): items(0), ("narrative", QA): items(10)})
+    plain = finding(conclude(ev), "F1")["evidence"]["measurements"][0]
+    ev.facts = {QA: {i: f"f{i // 5}" for i in range(N)}}
+    clustered = finding(conclude(ev), "F1")["evidence"]["measurements"][0]
+    assert "cluster bootstrap over 4 facts" in clustered["test"] and "McNemar" in plain["test"]
+    assert clustered["ci95"][0] < plain["ci95"][0] - 0.05 and clustered["ci95"][1] >= plain["ci95"][1]
+    # 3 facts on which both agree: still not a zero-width "no effect"
+    few = evidence({("base", QA): items(0, 3), ("narrative", QA): items(0, 3)})
+    few.facts = {QA: {i: f"f{i}" for i in range(3)}}
+    assert verdict(few, "F1") == "inconclusive"
+
+
+def test_run_scope_names_each_corpus_budget():
+    from factlearn.report.fairness import run_scope
+
+    results = {"run_config": {"corpora": ["Corpus_narrative", "Corpus_referencing"], "methods": ["full"],
+                              "recipes": {"full": {"config": "cpu_small", "overrides": ["epochs=5"]}},
+                              "corpus_overrides": {"Corpus_referencing": ["epochs=1"]}},
+               "world": {"n_countries": 8}}
+    assert run_scope(results) == {"world_size": "8 countries", "budgets": {"narrative": "epochs=5", "referencing": "epochs=1"}}

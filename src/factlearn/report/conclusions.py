@@ -110,7 +110,7 @@ class Judge:
         if facts and diffs and all(i in facts for d in diffs.values() for i in d):
             clusters = {i: facts[i] for d in diffs.values() for i in d}
             reps = cluster_bootstrap_replicates([diffs], [clusters], self.n_boot, _CLUSTER_SEED)
-            m.ci, m.p_value, m.replicates = list(percentile_interval(reps, self.level)), bootstrap_p_value(reps), reps
+            m.ci, m.p_value, m.replicates = _wider(m.ci, percentile_interval(reps, self.level)), bootstrap_p_value(reps), reps
             m.test = f"cluster bootstrap over {len(set(clusters.values()))} facts and {len(diffs)} seed(s)"
             m.extra["n_facts"] = len(set(clusters.values()))
             m.clustered = (diffs, clusters)
@@ -138,7 +138,7 @@ class Judge:
         if all(p.clustered for p in parts):  # one draw of facts for every task: a fact's items move together
             reps = cluster_bootstrap_replicates([p.clustered[0] for p in parts], [p.clustered[1] for p in parts],
                                                 self.n_boot, _CLUSTER_SEED)
-            m.ci, m.p_value, m.replicates = list(percentile_interval(reps, self.level)), bootstrap_p_value(reps), reps
+            m.ci, m.p_value, m.replicates = _wider(m.ci, percentile_interval(reps, self.level)), bootstrap_p_value(reps), reps
         return m
 
     def effect_verdict(self, m: Measure, min_effect: float | None = None) -> str:
@@ -175,6 +175,12 @@ class Judge:
                     measures.append(m)
                     break
         return measures, notes
+
+
+def _wider(item_ci, cluster_ci) -> list:
+    """The cluster interval, never narrower than the item-level one: that one's pseudo-items keep a few
+    agreeing facts from giving a zero-width interval (the cluster bootstrap has none)."""
+    return [min(item_ci[0], cluster_ci[0]), max(item_ci[1], cluster_ci[1])]
 
 
 _CLUSTER_SEED = 20  # one fact draw shared by every measure: composite effects stay coupled across tasks

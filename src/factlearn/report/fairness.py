@@ -140,7 +140,7 @@ def scope_text(model, method, seeds: Sequence, world_size: int | None, budgets: 
                  f"1 seed ({seeds[0] if seeds else '?'}; seed-to-seed variation not measured)")
     parts = [f"model {model}", f"method {method}", seed_part]
     if world_size is not None:
-        parts.append(f"world {world_size} facts")
+        parts.append(f"world {world_size}" if isinstance(world_size, str) else f"world {world_size} facts")
     if budgets:
         parts.append("budget " + ", ".join(f"{c} {b}" for c, b in budgets.items()))
     return "; ".join(parts)
@@ -158,7 +158,8 @@ def apply_holm(entries: list[dict]) -> None:
 def run_scope(results: dict) -> dict:
     """{"world_size", "budgets"} of a run's results: the world's size and each corpus's training budget."""
     cfg, world = results.get("run_config") or {}, results.get("world") or {}
-    size = world.get("n_facts") or world.get("n_countries")
+    size = (f"{world['n_facts']} facts" if world.get("n_facts") else
+            f"{world['n_countries']} countries" if world.get("n_countries") else None)
     recipes = cfg.get("recipes") or {}
     budgets = {}
     for corpus in cfg.get("corpora") or []:
@@ -167,6 +168,7 @@ def run_scope(results: dict) -> dict:
         for method, recipe in recipes.items():
             if method in (cfg.get("methods") or recipes):
                 over = recipe.get("overrides", []) if isinstance(recipe, dict) else []
-                per_method.append(" ".join([*over, *extra]) or "recipe defaults")
+                settings = dict(o.split("=", 1) for o in [*over, *extra] if "=" in o)  # later ones win
+                per_method.append(" ".join(f"{k}={v}" for k, v in settings.items()) or "recipe defaults")
         budgets[corpus.removeprefix("Corpus_")] = " | ".join(dict.fromkeys(per_method)) or "recipe defaults"
     return {"world_size": size, "budgets": budgets}
