@@ -24,6 +24,16 @@ def _umask() -> int:
     return mask
 
 
+def plain_mode(path: Path) -> None:
+    """Give `path` the mode a plain open() would: 0666 & ~umask (0777 for folders and executables).
+
+    Temp files (mkstemp) are 0600, and some libraries write through their own 0600 temp file
+    (safetensors' save_file); without this the finished output would be unreadable by the group.
+    """
+    executable = path.is_dir() or path.stat().st_mode & 0o111
+    os.chmod(path, (0o777 if executable else 0o666) & ~_umask())
+
+
 def check_output_path(path: str | os.PathLike, folder: bool = False) -> Path:
     """Fail fast, before any work, when `path` cannot become an output file (or folder, with `folder`).
 
@@ -59,11 +69,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = check_output_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_sibling(path, suffix=path.suffix)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
     try:
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        plain_mode(tmp)  # after the body: a library may have replaced the file with its own 0600 one
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -104,9 +114,11 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     path = check_output_path(path, folder=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; a finished folder gets normal permissions
     try:
         yield tmp
+        for inside in [tmp, *tmp.rglob("*")]:  # mkdtemp makes 0700, safetensors 0600: finished = plain modes
+            if not inside.is_symlink():
+                plain_mode(inside)
         if path.exists():
             if not overwrite:
                 raise FileExistsError(f"{path} appeared while it was being written")
