@@ -41,6 +41,14 @@ def _world_facts(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def _records(cell_dir: Path) -> list[dict]:
+    """An eval cell's records.jsonl (the same file report.evidence reads; read here to keep imports one-way)."""
+    path = cell_dir / "records.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def answer_forms(run_dir: str | Path, evaluations: list[dict]) -> list[dict]:
     """One entry per eval cell and generated task: labels, seed, form counts and the wrong-form share.
 
@@ -48,7 +56,6 @@ def answer_forms(run_dir: str | Path, evaluations: list[dict]) -> list[dict]:
     run's world (<run>/data/Facts.jsonl), by the same classifier."""
     from factlearn.evaluate.forms import FormClassifier, answer_types, classify_records
     from factlearn.evaluate.tasks import GENERATE, TASKS
-    from factlearn.report.evidence import read_records
     from factlearn.run.cells import CellStore
 
     run_dir = Path(run_dir)
@@ -57,7 +64,7 @@ def answer_forms(run_dir: str | Path, evaluations: list[dict]) -> list[dict]:
     out = []
     for entry in evaluations:
         by_task: dict[str, list[dict]] = {}
-        for rec in read_records(store.path(entry["key"])):
+        for rec in _records(store.path(entry["key"])):
             if rec["task"] in TASKS and TASKS[rec["task"]].kind == GENERATE:
                 by_task.setdefault(rec["task"], []).append(rec)
         for task, records in by_task.items():
