@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator
 
 from factlearn.atomic import atomic_dir, atomic_write_json
 from factlearn.errors import UserError
+from factlearn.versions import numerics
 
 # Bump when the meaning of a cell's outputs changes, to invalidate old caches.
 CELL_FORMAT = 1
@@ -96,6 +97,8 @@ class CellStore:
                 "spec": cell.spec, "started": started, "finished": finished, "seconds": finished - started,
                 # CPU time of all threads: with a shared CPU, cpu_seconds / cores estimates the unshared wall time
                 "cpu_seconds": time.process_time() - cpu_started, "est_seconds": cell.est_seconds,
+                # what can change the result without changing the key (docs/reproducibility.md)
+                "numerics": numerics((cell.spec.get("train") or {}).get("dtype")),
             })
         return result
 

@@ -97,6 +97,8 @@ class RunConfig:
     shots: str = "same-split"  # few-shot pool: same-split (the original) or other-facts
     control: bool = True  # evaluate every base model on the real-capitals capability control
     ci_level: float = 0.95  # confidence of every interval, test and verdict
+    # above this share of wrong-form generated answers a task is marked for a condition (report/forms.py)
+    wrong_form_share: float = 0.25
     eval_batch_size: int = 16
     analyses: list[str] = field(default_factory=lambda: list(ANALYSES))
     ablation: AblationOptions = field(default_factory=AblationOptions)
@@ -136,6 +138,9 @@ class RunConfig:
         _need_subset("tasks", self.tasks, EVAL_CONFIGS)
         if self.eval_limit_tasks is not None:
             _need_subset("eval_limit_tasks", self.eval_limit_tasks, EVAL_CONFIGS, allow_empty=True)
+        from factlearn.evaluate.forms import check_wrong_form_share
+
+        check_wrong_form_share(self.wrong_form_share)
         if not 0 < self.ci_level < 1:
             raise UserError(f"ci_level must be a probability strictly between 0 and 1 (e.g. 0.95), got {self.ci_level}")
         from factlearn.evaluate.fewshot import check_shots

@@ -32,9 +32,11 @@ def make_run_world(cfg: RunConfig) -> RunWorld:
     """Generate (or load) the CCA world of the run; its content hash goes into every cell key."""
     from factlearn.data import load_cca
     from factlearn.data.custom import spec_for_source
+    from factlearn.data.schema import LIKELIHOOD_CONFIGS
 
     data = load_cca(None, source=cfg.data_source, n_countries=cfg.n_countries, seed=cfg.world_seed)
-    rows = {name: data[name].to_list() for name in sorted(data.keys())}
+    # the likelihood configs are derived from the others: hashing them too would change every existing key
+    rows = {name: data[name].to_list() for name in sorted(data.keys()) if name not in LIKELIHOOD_CONFIGS}
     # n_countries sizes the built-in generator only; a data source fixes its own world
     spec = {"source": cfg.data_source, "n_countries": None if cfg.data_source else cfg.n_countries,
             "world_seed": cfg.world_seed, "fingerprint": stable_hash(rows)}
