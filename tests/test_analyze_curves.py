@@ -100,12 +100,7 @@ def test_empty_log(tmp_path):
         read_train_log(path)
 
 
-def run_cli(*args):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "factlearn", *args], capture_output=True, text=True, env=env, timeout=120)
-
-
-def test_cli_curves(tmp_path):
+def test_cli_curves(run_cli, tmp_path):
     forgetting_log(tmp_path)
     r = run_cli("curves", str(tmp_path), "--metric", "acc")
     assert r.returncode == 0, r.stderr
@@ -114,7 +109,7 @@ def test_cli_curves(tmp_path):
 
 
 @pytest.mark.parametrize("content", ["{broken\n", None])
-def test_cli_curves_bad_input(tmp_path, content):
+def test_cli_curves_bad_input(run_cli, tmp_path, content):
     path = tmp_path / "train_log.jsonl"
     if content is not None:
         path.write_text(content)
@@ -125,7 +120,7 @@ def test_cli_curves_bad_input(tmp_path, content):
     assert not (tmp_path / "curves.png").exists()
 
 
-def test_real_training_log_with_forgetting_and_eval(tiny_model_dir, tmp_path):
+def test_real_training_log_with_forgetting_and_eval(run_cli, tiny_model_dir, tmp_path):
     """The trainer's own log (forgetting after epoch 1, eval-in-the-loop) parses and plots."""
     from factlearn.train import TrainConfig, train
 

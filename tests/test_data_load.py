@@ -20,11 +20,6 @@ from factlearn.errors import UserError
 FACTLEARN = [sys.executable, "-m", "factlearn"]
 
 
-def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    return subprocess.run([*FACTLEARN, *args], capture_output=True, text=True, env=env, timeout=timeout)
-
-
 def one_line_error(out: subprocess.CompletedProcess) -> str:
     assert out.returncode == 2, (out.stdout, out.stderr)
     lines = [line for line in out.stderr.splitlines() if line.strip()]
@@ -144,7 +139,7 @@ def test_hub_offline_fails_fast_naming_alternatives():
 
 # --- the CLI: one line, exit 2, nothing written -------------------------------------------------------
 
-def test_cli_generate_then_show_and_bad_world(tmp_path):
+def test_cli_generate_then_show_and_bad_world(run_cli, tmp_path):
     out = tmp_path / "gen"
     ok = run_cli("data", "generate", str(out), "--n-countries", "5", "--seed", "2", "--formats", "jsonl")
     assert ok.returncode == 0, ok.stderr
@@ -156,7 +151,7 @@ def test_cli_generate_then_show_and_bad_world(tmp_path):
     assert list(tmp_path.iterdir()) == [out]
 
 
-def test_cli_unknown_config_and_missing_column(tmp_path):
+def test_cli_unknown_config_and_missing_column(run_cli, tmp_path):
     assert "Eval_2hop_reasoning_raw" in one_line_error(run_cli("data", "show", "Eval_qa"))
     folder = tmp_path / "mine" / "Facts"
     folder.mkdir(parents=True)
@@ -165,7 +160,7 @@ def test_cli_unknown_config_and_missing_column(tmp_path):
     assert "config Facts is missing column(s) tail" in err and "needs columns head, relation, tail" in err
 
 
-def test_cli_corrupt_jsonl_line_and_audit_writes_nothing(tmp_path):
+def test_cli_corrupt_jsonl_line_and_audit_writes_nothing(run_cli, tmp_path):
     folder = tmp_path / "mine" / "Corpus_narrative"
     folder.mkdir(parents=True)
     lines = [json.dumps({"text": "Dororia is a country."}), json.dumps({"text": "fine"}), '{"text": "broken', ""]
@@ -219,7 +214,7 @@ def test_bom_jsonl_reads_the_same_rows_for_eval_data_and_corpora(tmp_path, canon
         assert load_corpus(str(path))["text"] == texts, path  # the training path reads with the same rules
 
 
-def test_garbage_after_a_bom_or_not_utf8_is_still_refused(tmp_path):
+def test_garbage_after_a_bom_or_not_utf8_is_still_refused(run_cli, tmp_path):
     from factlearn.train.data import load_corpus
 
     invalid = tmp_path / "invalid.jsonl"

@@ -19,11 +19,6 @@ from factlearn.models import load_model, resolve_model_path
 FACTLEARN = [sys.executable, "-m", "factlearn"]
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    return subprocess.run([*FACTLEARN, *args], capture_output=True, text=True, env=full_env, timeout=timeout)
-
-
 def test_atomic_write_replaces_whole_file(tmp_path):
     target = tmp_path / "out.json"
     atomic_write_json(target, {"a": 1})
@@ -97,13 +92,13 @@ def test_hub_id_offline_fails_fast_with_alternatives():
     assert time.time() - started < 10
 
 
-def test_cli_help_lists_subcommands():
+def test_cli_help_lists_subcommands(run_cli):
     out = run_cli("--help")
     assert out.returncode == 0
     assert "model" in out.stdout
 
 
-def test_cli_bad_input_is_one_line_exit_2(tmp_path):
+def test_cli_bad_input_is_one_line_exit_2(run_cli, tmp_path):
     out = run_cli("model", str(tmp_path / "missing-folder"))
     assert out.returncode == 2, out.stderr
     lines = [line for line in out.stderr.splitlines() if line.strip()]
@@ -134,7 +129,7 @@ def test_masked_lm_is_refused_naming_its_architecture(masked_lm_dir):
 
 
 @pytest.mark.parametrize("command", [["model"], ["eval", "--n-countries", "4", "--tasks", "Eval_QA", "--limit", "1"]])
-def test_cli_refuses_a_masked_lm_with_exit_2(masked_lm_dir, tmp_path, command):
+def test_cli_refuses_a_masked_lm_with_exit_2(run_cli, masked_lm_dir, tmp_path, command):
     extra = ["--out", str(tmp_path / "eval-out")] if command[0] == "eval" else []
     out = run_cli(command[0], str(masked_lm_dir), *command[1:], *extra)
     assert out.returncode == 2, out.stderr

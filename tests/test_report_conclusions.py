@@ -33,20 +33,25 @@ def _check_ci(value: float, ci, where: str) -> None:
 
 def test_every_score_has_an_interval(run_dir):
     results = json.loads((run_dir / "results.json").read_text())
-    assert results["evaluations"]
+    assert results["evaluations"] and all(ev["metrics"] for ev in results["evaluations"])
+    assert results["table"]["rows"] and results["probes"] and results["ablations"]
     for ev in results["evaluations"]:
         for task, metrics in ev["metrics"].items():
+            assert metrics, f"{ev['key']} {task} has no metric"
             for metric, value in metrics.items():
                 _check_ci(value, ev["ci95"][task][metric], f"{ev['key']} {task} {metric}")
     for row in results["table"]["rows"]:
+        assert row["values"], row["condition"]
         for task, v in row["values"].items():
             _check_ci(v["mean"], v["ci95"], f"table {row['condition']} {task}")
     for p in results["probes"]:
+        assert p["result"]["summary"] and all(p["result"]["summary"].values()), p["condition"]
         for group, ratios in p["result"]["summary"].items():
             for ratio, s in ratios.items():
                 _check_ci(s["mean"], s["ci95"], f"probe {p['condition']} {group} {ratio}")
     for a in results["ablations"]:
         points = [pt for rows in a["result"]["sweeps"].values() for pt in rows] + list(a["result"]["entries"].values())
+        assert points and a["result"]["tasks"]
         for pt in points:
             assert set(pt["ci95"]) == set(a["result"]["tasks"])
 
