@@ -150,7 +150,8 @@ def test_control_eval_marks_tasks_and_writes_capability(tmp_path, tiny_model_dir
     assert set(cap) == {"Eval_QA", "Eval_multiple_choice_cloze"}
     assert cap["Eval_QA"]["chance"] == pytest.approx(1 / 20) and cap["Eval_multiple_choice_cloze"]["chance"] == 0.25
     for entry in cap.values():
-        assert entry["n"] == 8 and 0 <= entry["ci95"][0] <= entry["value"] <= entry["ci95"][1] <= 1
+        assert entry["n"] == 8 and 0 <= entry["interval"][0] <= entry["value"] <= entry["interval"][1] <= 1
+        assert entry["level"] == 0.95 and entry["successes"] == round(entry["value"] * 8)
         assert entry["beyond"] == (entry["p_value"] >= 0.05)
     assert cap["Eval_QA"]["beyond"] is True  # a random model gets no capital right
     assert set(results["ci95"]["Eval_QA"]) == {"exact_match", "f1"}

@@ -171,6 +171,7 @@ def test_changed_setting_recomputes_only_affected_cells(tiny_run, tmp_path):
     assert new_cells(["recipes.full.overrides=[epochs=2,batch_size=8,lr=2e-3]"]) == sorted(
         ["train"] * 3 + ["eval"] * 3 + ["probe"] * 3 + ["ablate"] * 2)
     assert new_cells(["forgetting.start_layer=2"]) == ["eval", "probe", "train"]
+    assert new_cells(["ci_level=0.9"]) == []  # the level applies at report time: even the control is reused
     assert "eval/base" in new_cells(["world_seed=1"])  # a new world changes every cell
 
 

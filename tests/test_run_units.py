@@ -103,10 +103,31 @@ def test_planning_parses_no_recipe_and_a_cell_runs_its_resolved_config(tiny_mode
     ("n_countries=1", "n_countries must be >= 2"),
     ("analyses=[probe,plots]", "analyses has unknown value"),
     ("nonsense=1", "unknown run key"),
+    ("parity_margin=1.0", "parity_margin must be a score difference in"),
+    ("parity_margin=-0.1", "parity_margin must be a score difference in"),
+    ("ablation.refine_budget=0", "refine_budget must be an integer >= 1"),
 ])
 def test_bad_run_configs_are_user_errors(override, message):
     with pytest.raises(UserError, match=message):
         load_run_config("default", [override])
+
+
+def test_continued_control_trains_the_same_two_passes_without_a_reset(tiny_model_dir):
+    from factlearn.run.plan import plan_grid
+    from factlearn.run.training import with_first_pass
+
+    plan = plan_grid(load_run_config("default", [f"models=[{tiny_model_dir}]", "n_countries=2", "num_fewshot=1",
+                                                 "forgetting.start_layer=1", "forgetting.continued=true"]))
+    train = {c.labels["condition"]: c for c in plan.cells if c.kind == "train"}
+    assert set(train) == {"narrative", "referencing", "narrative+forgetting", "narrative+continued"}
+    cont, forget = train["narrative+continued"], train["narrative+forgetting"]
+    assert cont.deps == forget.deps == (train["narrative"].key,)  # both continue from the same first pass
+    layers = plan.train_cfgs[cont.key].forget.start_layer
+    assert layers == 4 and plan.train_cfgs[forget.key].forget.start_layer == 1  # 4 of 4 layers: nothing reset
+    assert plan.train_cfgs[cont.key].epochs == plan.train_cfgs[forget.key].epochs  # equal training
+    with_first_pass(plan.train_cfgs[cont.key], save="o", first_pass="f").check_against_model(4)
+    assert {c.labels["condition"] for c in plan_grid(load_run_config(
+        "default", [f"models=[{tiny_model_dir}]", "n_countries=2"])).cells} >= {"narrative+forgetting"}
 
 
 def test_forgetting_needs_its_corpus_in_the_grid():
@@ -214,3 +235,22 @@ def test_too_small_world_is_refused_at_plan_time_and_nothing_is_written(tmp_path
     assert "Eval_2hop_reasoning_cloze has 3" in error[0]
     assert "n_countries=6 or more" in error[0] and "num_fewshot=2 or less" in error[0]
     assert not out.exists() and not (tmp_path / "runs").exists()
+
+
+def test_the_control_stores_counts_and_its_capability_is_decided_at_the_reports_level():
+    """ci_level is not in the control cell's key; the report decides `beyond` from the stored counts at
+    the run's level, and a run folder from before (capability with `ci95`, no counts) reads as it was."""
+    from factlearn.evaluate.control import capability_of
+    from factlearn.report.build import _capability
+
+    # 5 of 20 right against chance 0.1: one-sided binomial p ~ 0.043, above chance at 0.95, not at 0.99
+    counts = {"Eval_QA": {"metric": "exact_match", "value": 0.25, "successes": 5, "n": 20, "chance": 0.1}}
+    at95 = _capability({"metrics": {}, "counts": counts}, {"ci_level": 0.95})["Eval_QA"]
+    at99 = _capability({"metrics": {}, "counts": counts}, {"ci_level": 0.99})["Eval_QA"]
+    assert (at95["beyond"], at99["beyond"]) == (False, True)
+    assert (at95["level"], at99["level"]) == (0.95, 0.99) and "ci95" not in at95
+    assert at99["interval"][0] < at95["interval"][0] < 0.25 < at95["interval"][1] < at99["interval"][1]
+    assert capability_of(counts, 0.95) == {"Eval_QA": at95}
+    old = {"Eval_QA": {"metric": "exact_match", "value": 0.25, "ci95": [0.11, 0.47], "n": 20, "chance": 0.1,
+                       "p_value": 0.043, "beyond": False}}
+    assert _capability({"metrics": {}, "capability": old}, {"ci_level": 0.99}) == old

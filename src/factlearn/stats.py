@@ -32,6 +32,11 @@ from factlearn.errors import UserError
 N_BOOT = 2000  # bootstrap resamples: percentile bounds move by < 0.01 between seeds at this size
 
 
+# The confidence of every interval, test and verdict unless a run says otherwise (`ci_level`, checked by
+# check_level at the config boundary); the one home of the default.
+CI_LEVEL = 0.95
+
+
 def check_level(level: float) -> float:
     """A confidence level must lie strictly between 0 and 1 (0.95 for a 95 % interval)."""
     if not isinstance(level, (int, float)) or not 0 < float(level) < 1:

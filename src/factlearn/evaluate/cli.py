@@ -133,7 +133,9 @@ def run_eval(args: argparse.Namespace) -> int:
     result = evaluate(model, tokenizer, tasks=[t.name for t in tasks], data=dataset, num_fewshot=args.num_fewshot,
                       limit=args.limit, batch_size=args.batch_size, log=console.print, shots=args.shots)
     if args.control:
-        result.capability = capability(result.metrics, result.records, dataset)
+        from factlearn.stats import CI_LEVEL
+
+        result.capability = capability(result.metrics, result.records, dataset, CI_LEVEL)
     out = Path(args.out) if args.out else _default_out(args.model, args.adapter)
     path = save_results(result, out, extra_config={
         "model": args.model, "adapter": args.adapter, "data": source, "n_countries": n_countries, "seed": seed,

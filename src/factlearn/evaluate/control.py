@@ -51,19 +51,35 @@ def chance_level(task: Task, docs: list[dict]) -> float:
     return 1.0 / max(len({task.gold(d) for d in docs}), 1)
 
 
-def capability(metrics: Mapping[str, Mapping[str, float]], records: Mapping[str, list[dict]],
-               dataset: Mapping[str, Any], level: float = 0.95) -> dict[str, dict]:
-    """Per task: headline score, chance, the exact one-sided binomial test, and whether it is beyond the model.
+def control_counts(metrics: Mapping[str, Mapping[str, float]], records: Mapping[str, list[dict]],
+                   dataset: Mapping[str, Any]) -> dict[str, dict]:
+    """Per task: the headline score, its successes out of n and the chance score: all the capability
+    decision needs. No confidence level here, so a run's control cell (which stores these) is reused
+    when only ci_level changes; `capability_of` decides at report time.
 
     Uses the records' 0/1 `correct` field (the headline metric of every built-in task: acc or exact match).
     """
     out = {}
     for name, recs in records.items():
         task = TASKS[name]
-        successes, n = sum(bool(r["correct"]) for r in recs), len(recs)
-        chance = chance_level(task, task_docs(dataset, task))
-        test = above_chance(successes, n, chance, level)
         out[name] = {"metric": task.headline_metric, "value": metrics[name][task.headline_metric],
-                     "ci95": list(wilson_interval(successes, n, level)), "n": n, "chance": chance,
+                     "successes": sum(bool(r["correct"]) for r in recs), "n": len(recs),
+                     "chance": chance_level(task, task_docs(dataset, task))}
+    return out
+
+
+def capability_of(counts: Mapping[str, Mapping[str, Any]], level: float) -> dict[str, dict]:
+    """Per task: the counts, the exact one-sided binomial test against chance at `level`, the Wilson
+    `interval` (with its `level`), and whether the task is beyond the model (not above chance)."""
+    out = {}
+    for name, c in counts.items():
+        test = above_chance(c["successes"], c["n"], c["chance"], level)
+        out[name] = {**c, "interval": list(wilson_interval(c["successes"], c["n"], level)), "level": level,
                      "p_value": test["p_value"], "beyond": not test["above"]}
     return out
+
+
+def capability(metrics: Mapping[str, Mapping[str, float]], records: Mapping[str, list[dict]],
+               dataset: Mapping[str, Any], level: float) -> dict[str, dict]:
+    """control_counts, then capability_of: the decision for one evaluation (`factlearn eval --control`)."""
+    return capability_of(control_counts(metrics, records, dataset), level)

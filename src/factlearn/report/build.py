@@ -57,7 +57,7 @@ def collect_results(run_dir: str | Path) -> dict:
                 out["contamination"] = {"shots": result.get("shots", "same-split"),
                                         "tasks": result.get("contamination", {})}
             elif kind == "control":
-                out["control"][labels["model"]] = result["capability"]
+                out["control"][labels["model"]] = _capability(result, plan["run_config"])
             elif kind == "probe":
                 out["probes"].append({**record, "result": result})
             elif kind == "ablate":
@@ -139,3 +139,13 @@ def build_report(run_dir: str | Path) -> dict:
     atomic_write_text(run_dir / "report.html", render_html(results, run_dir))
     return results
 
+
+
+def _capability(control_result: dict, run_config: dict) -> dict:
+    """A control cell's decision at the run's ci_level: from its counts; a run folder written before the
+    cells stored counts (its `capability` holds `ci95` at the level it ran with) is read as it is."""
+    from factlearn.evaluate.control import capability_of
+
+    if "counts" not in control_result:
+        return control_result["capability"]
+    return capability_of(control_result["counts"], run_config["ci_level"])

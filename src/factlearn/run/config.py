@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 from factlearn.data.schema import CLOZE_OF, CORPUS_CONFIGS, EVAL_CONFIGS, TABLE_ORDER
 from factlearn.errors import UserError
+from factlearn.stats import CI_LEVEL
 from factlearn.train.config import METHODS, SHARDINGS, TrainConfig
 
 ANALYSES = ("probe", "ablate", "curves")
@@ -96,7 +97,7 @@ class RunConfig:
         "Eval_animal_commonsense"])
     shots: str = "same-split"  # few-shot pool: same-split (the original) or other-facts
     control: bool = True  # evaluate every base model on the real-capitals capability control
-    ci_level: float = 0.95  # confidence of every interval, test and verdict
+    ci_level: float = CI_LEVEL  # confidence of every interval, test and verdict (applied at report time)
     # above this share of wrong-form generated answers a task is marked for a condition (report/forms.py)
     wrong_form_share: float = 0.25
     eval_batch_size: int = 16

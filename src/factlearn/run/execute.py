@@ -128,18 +128,19 @@ class CellExecutor:
                 "shots": cfg.shots}
 
     def _run_control(self, cell: Cell, folder: Path) -> dict:
-        """The base model on the real-capitals control: which tasks it can answer at all."""
+        """The base model on the real-capitals control: its successes, n and chance per task."""
         from factlearn.evaluate import evaluate
-        from factlearn.evaluate.control import capability, control_data
+        from factlearn.evaluate.control import control_counts, control_data
 
         spec = cell.spec["control"]
         data = control_data()
         model, tokenizer = self.load(cell.spec["model"])
         result = evaluate(model, tokenizer, tasks=spec["tasks"], data=data, num_fewshot=spec["num_fewshot"],
-                          batch_size=self.plan.cfg.eval_batch_size, shots=spec["shots"], level=spec["level"])
+                          batch_size=self.plan.cfg.eval_batch_size, shots=spec["shots"])
         atomic_write_jsonl(folder / "records.jsonl",
                            [{"task": task, **rec} for task, recs in result.records.items() for rec in recs])
-        return {"metrics": result.metrics, "capability": capability(result.metrics, result.records, data, spec["level"])}
+        # counts, not the decision: capability at the run's ci_level is decided at report time
+        return {"metrics": result.metrics, "counts": control_counts(result.metrics, result.records, data)}
 
     def _run_probe(self, cell: Cell, folder: Path) -> dict:
         from factlearn.analyze.probes import probe_facts

@@ -192,7 +192,7 @@ def _control_cell(plan: GridPlan, base: BaseModel, tokenizer, tasks: list[str], 
     cfg, hw = plan.cfg, plan.hardware
     items = sizing.eval_items(cfg, control_data(), tokenizer, tasks, None)
     return Cell("control", {"model": base.identity, "control": {
-        "tasks": tasks, "num_fewshot": cfg.num_fewshot, "shots": cfg.shots, "level": cfg.ci_level}},
+        "tasks": tasks, "num_fewshot": cfg.num_fewshot, "shots": cfg.shots}},  # the level applies at report time
         labels, (), est_seconds=estimate.eval_seconds(base.size, items, cfg.eval_batch_size, hw),
         est_memory=estimate.eval_peak_bytes(base.size, hw, batch_size=cfg.eval_batch_size,
                                             ctx_tokens=max(c for _, c, _ in items.values())))
