@@ -18,7 +18,9 @@ Sections, each within its own time budget (a section out of time stops early and
    `shard`: FSDP2 per decoder layer + the loss module as root) on a one-process group, vs plain;
 4. eval: factlearn's engine vs lm-eval 0.4 on the same prompts when lm_eval is importable, else vs
    an lm-eval-like loop (batch 1, HF forward / generate, lm-eval's tokenization): items/s and the
-   number of items whose answers differ.
+   number of items whose answers differ;
+5. scoring: shared-context scoring (each context once, continuations over its KV cache) vs the
+   per-pair reference path, on probe-shaped requests and on the two cloze tasks: ratio, answers.
 The ratio lines are printed again as a summary at the end. Exit code: 0 when every section ran and
 no answer differs, 1 otherwise, 2 without a CUDA device.
 """
@@ -376,6 +378,64 @@ def eval_section(args, clock: Clock, tokenizer, data) -> None:
         FAILURES.append("eval answers")
 
 
+CLOZE_TASKS = ("Eval_multiple_choice_cloze", "Eval_2hop_reasoning_cloze")
+PROBE_PROMPTS = ("On a map of {head}, the city marked as the national capital is",
+                 "Of all the cities in {head}, the capital is not")
+
+
+def scoring_section(args, clock: Clock, tokenizer, data) -> None:
+    """Shared-context scoring (scoring.score_shared: each context once, its continuations over the KV
+    cache) vs the per-pair reference path (scoring_reference), on probe-shaped requests (every tail of
+    the world after each prompt) and on the cloze tasks through the engine: answers must be identical."""
+    from unittest import mock
+
+    import torch
+
+    from factlearn.evaluate import engine, scoring
+    from factlearn.evaluate.scoring_reference import reference_score_continuations
+
+    def reference_shared(model, tok, contexts, continuations, batch_size=16):
+        flat = reference_score_continuations(model, tok, [c for c, ks in zip(contexts, continuations) for _ in ks],
+                                             [k for ks in continuations for k in ks], batch_size)
+        out, at = [], 0
+        for ks in continuations:
+            out.append(flat[at:at + len(ks)])
+            at += len(ks)
+        return out
+
+    def timed(fn, *a, **kw):
+        sync(args.device)
+        t0 = time.perf_counter()
+        out = fn(*a, **kw)
+        sync(args.device)
+        return out, time.perf_counter() - t0
+
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.eval_dtype]
+    model = build_model(args.shapes[args.eval_shape], tokenizer, args.device).to(dtype).eval()
+    facts = [r for r in data["Facts"]][: 4 if args.cpu_smoke else None]
+    tails = [f" {t}" for t in dict.fromkeys(r["tail"] for r in data["Facts"])]
+    prompts = [t.format(head=f["head"]) for f in facts for t in PROBE_PROMPTS]
+    scoring.score_shared(model, tokenizer, prompts[:2], [tails] * 2, batch_size=args.eval_batch)  # warm-up
+    new, new_s = timed(scoring.score_shared, model, tokenizer, prompts, [tails] * len(prompts), args.eval_batch)
+    ref, ref_s = timed(reference_shared, model, tokenizer, prompts, [tails] * len(prompts), args.eval_batch)
+    gap = max(abs(a - b) for x, y in zip(new, ref) for a, b in zip(x, y))
+    same = sum(max(range(len(x)), key=x.__getitem__) == max(range(len(y)), key=y.__getitem__) for x, y in zip(new, ref))
+    say("scoring", f"probe-shaped: {len(prompts)} prompts x {len(tails)} tails: shared {new_s:.2f} s, per-pair "
+        f"{ref_s:.2f} s: {ref_s / new_s:.2f}x; largest log-likelihood gap {gap:.1e}; same best tail {same}/{len(prompts)}",
+        summary=True)
+    limit = max(1, args.eval_limit // (1 if clock.left() > 60 else 4))
+    kwargs = dict(tasks=list(CLOZE_TASKS), data=data, limit=limit, batch_size=args.eval_batch)
+    ours, ours_s = timed(engine.evaluate, model, tokenizer, **kwargs)
+    with mock.patch.object(engine, "score_shared", reference_shared):
+        theirs, theirs_s = timed(engine.evaluate, model, tokenizer, **kwargs)
+    answers = lambda res: [r["prediction"] for t in CLOZE_TASKS for r in res.records[t]]  # noqa: E731
+    differ = sum(a != b for a, b in zip(answers(ours), answers(theirs)))
+    say("scoring", f"cloze tasks ({limit} items each): shared {ours_s:.2f} s, per-choice {theirs_s:.2f} s: "
+        f"{theirs_s / ours_s:.2f}x; items whose answers differ: {differ}", summary=True)
+    if differ or same != len(prompts) or gap > (1e-4 if dtype == torch.float32 else 5e-2):
+        FAILURES.append("scoring answers")
+
+
 # --------------------------------------------------------------------------- main
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -392,7 +452,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-dtype", choices=("fp32", "bf16"), default="fp32",
                    help="fp32 by default: random weights make near-ties common, and bf16 rounding differs "
                         "between batched and batch-1 runs")
-    p.add_argument("--sections", default="peak,train,fsdp2,eval")
+    p.add_argument("--sections", default="peak,train,fsdp2,eval,scoring")
     args = p.parse_args(argv)
     args.cuda = not args.cpu_smoke
     args.device = args.device_kind = "cuda" if args.cuda else "cpu"
@@ -441,6 +501,8 @@ def main(argv: list[str] | None = None) -> int:
         reset_memory(args.device)
         run_section("eval", eval_section, args, clock, tokenizer, data)
         say("eval", f"peak memory {peak_memory_gib(args.device):.2f} GiB")
+    if "scoring" in sections:
+        run_section("scoring", scoring_section, args, clock, tokenizer, data)
     print("\n--- summary ---\n" + "\n".join(SUMMARY), flush=True)
     verdict = "all sections ran" if not FAILURES else f"FAILED: {', '.join(FAILURES)}"
     say("done", f"{time.perf_counter() - started:.0f} s; {verdict}")
