@@ -66,7 +66,13 @@ def run_command(args) -> int:
         from factlearn.run.workers import place_cells
 
         plan = plan_grid(cfg, config_only=True)
-        place_cells(cfg, len(plan.cells))  # the same checks of workers/devices as a run
+        if cfg.executor == "slurm":  # each cell's job request is in the table; a short time limit warns
+            from factlearn.run.slurm import time_warnings
+
+            for line in time_warnings(plan.cells, cfg):
+                print(line, file=sys.stderr)
+        else:
+            place_cells(cfg, len(plan.cells))  # the same checks of workers/devices as a run
         print(render(plan, name, run_dir))
         return 0
     console = Console(file=sys.stderr)

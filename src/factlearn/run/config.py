@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 from factlearn.data.schema import CLOZE_OF, CORPUS_CONFIGS, EVAL_CONFIGS, TABLE_ORDER
 from factlearn.errors import UserError
+from factlearn.run.slurm import SlurmOptions, check_executor
 from factlearn.stats import CI_LEVEL
 from factlearn.train.config import METHODS, SHARDINGS, TrainConfig
 
@@ -114,6 +115,8 @@ class RunConfig:
     train_sharding: str = "none"  # fsdp2: a training cell takes every GPU of devices (or train_processes), sharded
     train_processes: Optional[int] = None  # processes of a sharded training cell; null = one per GPU of devices
     hardware: HardwareOptions = field(default_factory=HardwareOptions)
+    executor: str = "local"  # local: this machine (workers, devices); slurm: each cell a Slurm job (run/slurm.py)
+    slurm: SlurmOptions = field(default_factory=SlurmOptions)  # what each job asks for; executor=slurm only
     out: Optional[str] = None  # run folder; None -> runs/<profile>
     # Not a key of the config: each (method, corpus)'s validated TrainConfig, resolved once by
     # load_run_config from recipes and corpus_overrides (run/recipes.py).
@@ -185,6 +188,7 @@ class RunConfig:
 
     def _check_parallel(self) -> None:
         """workers, devices and hardware: shapes and ranges (that a device exists is checked at run time)."""
+        check_executor(self)
         if self.workers is not None and self.workers < 1:
             raise UserError(f"workers must be >= 1 (processes running cells at once), got {self.workers}")
         devices = self.devices
@@ -215,7 +219,7 @@ class RunConfig:
                 raise UserError("train_processes is the process count of a sharded training cell; add "
                                 "train_sharding=fsdp2 or drop train_processes")
             return
-        if self.train_processes is None and self.devices is None:
+        if self.train_processes is None and self.devices is None and self.executor != "slurm":
             raise UserError("train_sharding=fsdp2 needs its processes: train_processes=N on the CPU, or devices=all "
                             "(or a list) for one process per GPU")
         if self.train_processes is not None and self.train_processes < 2:

@@ -16,6 +16,7 @@ from factlearn.run.cells import Cell, CellStore
 from factlearn.run.estimate import Hardware, describe, format_bytes
 from factlearn.run.grid import GridPlan
 from factlearn.run.progress import format_seconds
+from factlearn.run.slurm import describe_resources
 
 
 def wall_seconds(cells: list[Cell], hw: Hardware, done: set[str] = frozenset()) -> float:
@@ -54,7 +55,9 @@ def render(plan: GridPlan, name: str, run_dir: Path) -> str:
     for spec in plan.estimated_tokens:
         lines.append(f"  note: {spec} has no tokenizer here; token counts are estimated as characters / 4")
     width = max((len(c.title) for c in plan.cells), default=10)
-    lines.append(f"  {'#':>3}  {'cell':<{width}}  {'time':>8}  {'peak/device':>11}  fits")
+    on_slurm = getattr(plan.cfg, "executor", "local") == "slurm"
+    lines.append(f"  {'#':>3}  {'cell':<{width}}  {'time':>8}  {'peak/device':>11}  fits"
+                 + ("  slurm job (nodes x tasks, cpus/task, mem, gpus, time)" if on_slurm else ""))
     too_big = []
     for i, cell in enumerate(plan.cells, 1):
         fits = cell.est_memory <= hw.memory
@@ -63,6 +66,8 @@ def render(plan: GridPlan, name: str, run_dir: Path) -> str:
         status = "done" if cell.key in done else ("yes" if fits else "NO")
         lines.append(f"  {i:>3}  {cell.title:<{width}}  {format_seconds(cell.est_seconds):>8}  "
                      f"{format_bytes(cell.est_memory):>11}  {status}")
+        if on_slurm:  # what the cell's job asks Slurm for
+            lines[-1] += " " * (4 - len(status)) + f"  {describe_resources(cell, plan.cfg)}"
     todo = [c for c in plan.cells if c.key not in done]
     device_seconds = sum(c.est_seconds * devices_used(c, hw) for c in todo)
     unit = "GPU" if hw.kind == "cuda" else "worker"

@@ -79,15 +79,17 @@ def execute_plan(plan: GridPlan, run_dir: str | Path, console: Console | None = 
     console = console or Console(file=sys.stderr)
     run_dir = Path(run_dir)
     check_runs_here(plan.cfg)
-    placement = place_cells(plan.cfg, len(plan.cells))  # bad workers/devices fail here, before anything is written
-    slots = placement.slots
-    if placement.train_processes:
+    on_slurm = plan.cfg.executor == "slurm"  # run/slurm.py: each cell a Slurm job; workers/devices unused
+    # bad workers/devices fail here, before anything is written
+    placement = None if on_slurm else place_cells(plan.cfg, len(plan.cells))
+    slots = placement.slots if placement is not None else []
+    if placement is not None and placement.train_processes:
         check_batches_split(plan.train_cfgs.values(), placement.train_processes)
     started = time.time()
     outcome = RunOutcome(run_dir=run_dir)
     store = CellStore(run_dir)
     # the sequential loop runs only when no GPU is chosen (a chosen GPU always has a worker slot)
-    executor = None if slots else CellExecutor(plan, store, train_processes=placement.train_processes)
+    executor = None if slots or on_slurm else CellExecutor(plan, store, train_processes=placement.train_processes)
     live: dict[str, tuple[int, int]] = {}  # workers' running train cells: (steps done, total)
 
     def live_of(cell) -> tuple[int, int] | None:
@@ -99,7 +101,11 @@ def execute_plan(plan: GridPlan, run_dir: str | Path, console: Console | None = 
         save_run_world(plan.world, run_dir)
         write_plan(plan, run_dir)
         with RunProgress(plan.cells, console=console, live=live_of, workers=len(slots) or 1) as progress:
-            if executor is not None:
+            if on_slurm:
+                from factlearn.run.slurm import run_plan_on_slurm
+
+                run_plan_on_slurm(plan, store, progress, outcome)
+            elif executor is not None:
                 _run_here(plan, store, executor, progress, outcome)
             else:
                 _run_in_workers(plan, store, slots, progress, outcome, live)
