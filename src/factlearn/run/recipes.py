@@ -9,19 +9,17 @@ is its own (model, seed, forgetting layer: run/training.py).
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import Any
 
 from factlearn.config import load_config
 from factlearn.errors import UserError
 from factlearn.train.config import TrainConfig
 
-if TYPE_CHECKING:
-    from factlearn.run.config import RunConfig
 
-
-def resolve_recipes(cfg: RunConfig) -> dict[str, dict[str, TrainConfig]]:
+def resolve_recipes(cfg: Any) -> dict[str, dict[str, TrainConfig]]:
     """method -> corpus -> TrainConfig: the method's recipe, then the corpus's overrides, then the run's
-    world, method and device; checked once."""
+    world, method and device; checked once. `cfg` is the RunConfig being loaded (not imported here:
+    run/config.py calls this module)."""
     resolved: dict[str, dict[str, TrainConfig]] = {}
     for method in cfg.methods:
         recipe = cfg.recipes[method]
@@ -42,6 +40,6 @@ def resolve_recipes(cfg: RunConfig) -> dict[str, dict[str, TrainConfig]]:
     return resolved
 
 
-def forgets(cfg: RunConfig, method: str, corpus: str) -> bool:
+def forgets(cfg: Any, method: str, corpus: str) -> bool:
     """Whether the grid trains `method` on `corpus` a second time with active forgetting."""
     return cfg.forgetting.enabled and method in cfg.forgetting.methods and corpus in cfg.forgetting.corpora
