@@ -49,6 +49,9 @@ class ForgettingOptions:
     methods: list[str] = field(default_factory=lambda: list(METHODS))  # the original: LoRA only
     # Layers >= start_layer are reset to pretrained; None -> a third (train.config.default_forget_start_layer).
     start_layer: Optional[int] = None
+    # Also train narrative+continued: the same two passes without the reset (F4's budget-matched control).
+    # Off in `default` (its 15-minute budget): there F4 says reset and extra training are confounded.
+    continued: bool = False
 
 
 @dataclass
@@ -60,6 +63,7 @@ class AblationOptions:
     points: int = 3
     tasks: list[str] = field(default_factory=lambda: ["Eval_QA", "Eval_multiple_choice_cloze"])
     limit: Optional[int] = 8  # items per task for each k (None -> all)
+    refine_budget: int = 4  # extra evaluations that narrow k*'s interval until its third is decided (>= 1)
 
 
 @dataclass
@@ -101,6 +105,7 @@ class RunConfig:
     ci_level: float = CI_LEVEL  # confidence of every interval, test and verdict (applied at report time)
     # above this share of wrong-form generated answers a task is marked for a condition (report/forms.py)
     wrong_form_share: float = 0.25
+    parity_margin: float = 0.15  # F3/F5 compare generalisation only where knowledge levels are this close
     eval_batch_size: int = 16
     analyses: list[str] = field(default_factory=lambda: list(ANALYSES))
     ablation: AblationOptions = field(default_factory=AblationOptions)
@@ -147,8 +152,12 @@ class RunConfig:
         check_wrong_form_share(self.wrong_form_share)
         if not 0 < self.ci_level < 1:
             raise UserError(f"ci_level must be a probability strictly between 0 and 1 (e.g. 0.95), got {self.ci_level}")
+        from factlearn.analyze.refine import check_refine_budget
         from factlearn.evaluate.fewshot import check_shots
+        from factlearn.report.fairness import check_parity_margin
 
+        check_parity_margin(self.parity_margin)
+        check_refine_budget(self.ablation.refine_budget)
         check_shots(self.shots)
         _need_subset("analyses", self.analyses, ANALYSES, allow_empty=True)
         _need_subset("forgetting.corpora", self.forgetting.corpora, CORPUS_CONFIGS, allow_empty=True)

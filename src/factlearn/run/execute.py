@@ -169,6 +169,7 @@ class CellExecutor:
         result = run_ablation(model, tokenizer, switch, data=self.plan.world.data, tasks=spec["tasks"],
                               limit=spec["limit"], ks=spec["ks"], num_fewshot=spec["num_fewshot"],
                               batch_size=cfg.eval_batch_size, model_name=cell.labels["model"],
-                              base_name=cell.spec["base"]["spec"], corpus=cell.labels["corpus"], progress=self.log)
+                              base_name=cell.spec["base"]["spec"], corpus=cell.labels["corpus"], progress=self.log,
+                              refine_budget=spec.get("refine_budget"))
         plot_ablation(result, folder / "ablation.png")
         return result.to_dict()

@@ -23,9 +23,10 @@ from factlearn.run.world import RunWorld, available_in_world, check_world_fits, 
 from factlearn.train.config import default_forget_start_layer
 
 
-def condition_of(corpus: str, forgetting: bool) -> str:
-    """The row label of a training condition: `narrative`, `referencing`, `narrative+forgetting`."""
-    return corpus.removeprefix("Corpus_") + ("+forgetting" if forgetting else "")
+def condition_of(corpus: str, forgetting: bool, continued: bool = False) -> str:
+    """The row label of a training condition: `narrative`, `referencing`, `narrative+forgetting`, and
+    `narrative+continued` (the second pass with nothing reset: start layer = the layer count)."""
+    return corpus.removeprefix("Corpus_") + ("+continued" if continued else "+forgetting" if forgetting else "")
 
 
 def forget_start_layer(cfg: RunConfig, num_layers: int) -> int:
@@ -104,7 +105,7 @@ def _model_costs(plan: GridPlan, base: BaseModel, tokenizer) -> _ModelCosts:
         eval_spec=_eval_spec(cfg),
         probe_spec={"templates": probe_templates(cfg.data_source)} if "probe" in cfg.analyses else {},
         ablation={"tasks": list(cfg.ablation.tasks), "limit": cfg.ablation.limit, "ks": ks,
-                  "num_fewshot": cfg.num_fewshot},
+                  "num_fewshot": cfg.num_fewshot, "refine_budget": cfg.ablation.refine_budget},
         eval_seconds=estimate.eval_seconds(base.size, items, batch, hw),
         eval_memory=estimate.eval_peak_bytes(base.size, hw, batch_size=batch,
                                              ctx_tokens=max((c for _, c, _ in items.values()), default=0)),
@@ -129,12 +130,17 @@ def _plan_model(plan: GridPlan, base: BaseModel, tokenizer) -> None:
             conditions = [(c, None) for c in cfg.corpora]
             conditions += [(c, forget_start_layer(cfg, base.size.num_layers)) for c in cfg.forgetting.corpora
                            if forgets(cfg, method, c)]
+            if cfg.forgetting.continued:  # the same two passes, nothing reset: forgetting's budget-matched control
+                conditions += [(c, base.size.num_layers) for c in cfg.forgetting.corpora if forgets(cfg, method, c)]
             for corpus, forget_layer in conditions:
                 first = first_passes.get(corpus) if forget_layer is not None else None
                 cell, adapter = _train_cell(plan, base, tokenizer, method, corpus, seed, forget_layer, first)
                 if forget_layer is None:
                     first_passes[corpus] = cell
                 _downstream(plan, base, costs, {"trained": cell.key}, cell.labels, cell, adapter)
+                if control_tasks:  # did training break a skill the base model had? (report/forms.py)
+                    plan.cells.append(_control_cell(plan, base, tokenizer, control_tasks, cell.labels,
+                                                    {"trained": cell.key}, (cell.key,)))
 
 
 def _train_cell(plan: GridPlan, base: BaseModel, tokenizer, method: str, corpus: str, seed: int,
@@ -142,7 +148,8 @@ def _train_cell(plan: GridPlan, base: BaseModel, tokenizer, method: str, corpus:
     """One training cell (its TrainConfig recorded in the plan) and its adapter's parameter count (0: full)."""
     hw = plan.hardware
     train_cfg = cell_train_config(plan.cfg.train_config(method, corpus), base.path, seed, forget_layer)
-    labels = {"model": base.display, "method": method, "condition": condition_of(corpus, forget_layer is not None),
+    labels = {"model": base.display, "method": method,
+              "condition": condition_of(corpus, forget_layer is not None, forget_layer == base.size.num_layers),
               "corpus": corpus, "seed": seed, "forget_start_layer": forget_layer}
     rows, mean_tokens, longest = sizing.corpus_tokens(plan.world, corpus, tokenizer)
     cost = estimate.train_seconds(estimate.trained_size(base.size, method), rows, mean_tokens, float(train_cfg.epochs),
@@ -185,15 +192,16 @@ def _downstream(plan: GridPlan, base: BaseModel, costs: _ModelCosts, model_id: d
                                est_memory=memory))
 
 
-def _control_cell(plan: GridPlan, base: BaseModel, tokenizer, tasks: list[str], labels: dict) -> Cell:
-    """The base model on the real-capitals control (evaluate/control.py)."""
+def _control_cell(plan: GridPlan, base: BaseModel, tokenizer, tasks: list[str], labels: dict,
+                  model_id: dict | None = None, deps: tuple[str, ...] = ()) -> Cell:
+    """A model (default: the base model) on the real-capitals control (evaluate/control.py)."""
     from factlearn.evaluate.control import control_data
 
     cfg, hw = plan.cfg, plan.hardware
     items = sizing.eval_items(cfg, control_data(), tokenizer, tasks, None)
-    return Cell("control", {"model": base.identity, "control": {
+    return Cell("control", {"model": model_id or base.identity, "control": {
         "tasks": tasks, "num_fewshot": cfg.num_fewshot, "shots": cfg.shots}},  # the level applies at report time
-        labels, (), est_seconds=estimate.eval_seconds(base.size, items, cfg.eval_batch_size, hw),
+        labels, deps, est_seconds=estimate.eval_seconds(base.size, items, cfg.eval_batch_size, hw),
         est_memory=estimate.eval_peak_bytes(base.size, hw, batch_size=cfg.eval_batch_size,
                                             ctx_tokens=max(c for _, c, _ in items.values())))
 

@@ -177,7 +177,7 @@ class TrainConfig:
     def check_against_model(self, num_layers: int) -> None:
         """Rules that need the loaded model: the forgetting boundary must be one of its layers."""
         start = self.forget.start_layer
-        if start is not None and not 0 <= start < num_layers:
+        if start is not None and not 0 <= start <= num_layers:  # = num_layers: reset nothing (narrative+continued)
             raise UserError(f"forget.start_layer={start} is outside the model's layers 0..{num_layers - 1}; "
                             f"pick a layer in that range (the paper resets the upper 2/3, {default_forget_start_layer(num_layers)})")
 
