@@ -27,6 +27,16 @@ def read_plan(run_dir: Path) -> dict:
     return json.loads(plan_file.read_text())
 
 
+def _records_by_task(cell_dir: Path) -> dict[str, list[dict]]:
+    """A control cell's per-item records grouped by task (the broken-by-training test pairs them)."""
+    from factlearn.report.evidence import read_records
+
+    out: dict[str, list[dict]] = {}
+    for rec in read_records(cell_dir):
+        out.setdefault(rec["task"], []).append(rec)
+    return out
+
+
 def collect_results(run_dir: str | Path) -> dict:
     """Everything a run produced, as one JSON-able dict (the content of results.json)."""
     run_dir = Path(run_dir)
@@ -57,7 +67,9 @@ def collect_results(run_dir: str | Path) -> dict:
                 out["contamination"] = {"shots": result.get("shots", "same-split"),
                                         "tasks": result.get("contamination", {})}
             elif kind == "control":
-                out["control"][labels["model"]] = _capability(result, plan["run_config"])
+                if labels.get("method") == "base":  # what the model can do at all; trained ones: below
+                    out["control"][labels["model"]] = _capability(result, plan["run_config"])
+                out.setdefault("control_runs", []).append({**record, "records": _records_by_task(store.path(key))})
             elif kind == "probe":
                 out["probes"].append({**record, "result": result})
             elif kind == "ablate":
