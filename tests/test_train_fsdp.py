@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import signal
 import socket
 import subprocess
@@ -105,6 +106,9 @@ def test_fsdp2_full_finetune_matches_one_process_on_half_the_memory(full_runs):
 
     one, two, done = full_runs
     assert_same_run(one, two)
+    umask = os.umask(0o022)
+    os.umask(umask)  # the rank that saves writes the weights as a plain write would (issue 23 (c))
+    assert stat.S_IMODE((two / "model.safetensors").stat().st_mode) == 0o666 & ~umask
     assert done.stdout.count("trained model written") == 1  # printed and logged once, not per process
     evals = [r for r in log_rows(two) if "eval" in r]
     assert [r["step"] for r in evals] == [0, 10, 18]
