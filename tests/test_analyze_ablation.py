@@ -229,12 +229,7 @@ def test_lora_ablation_all_removed_is_base(tiny_model_dir, world, tmp_path):
     assert result.entries["finetuned"]["items"] != result.entries["all"]["items"]  # the adapter changed something
 
 
-def run_cli(*args):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "factlearn", *args], capture_output=True, text=True, env=env, timeout=600)
-
-
-def test_cli_ablate(tiny_model_dir, trained_full, tmp_path):
+def test_cli_ablate(run_cli, tiny_model_dir, trained_full, tmp_path):
     out = tmp_path / "abl"
     r = run_cli("ablate", str(trained_full), "--base", str(tiny_model_dir), "--tasks", "Eval_multiple_choice",
                 "--limit", "3", "--num-fewshot", "1", "--k-step", "3", "--out", str(out))
@@ -253,7 +248,7 @@ def test_cli_ablate(tiny_model_dir, trained_full, tmp_path):
     (["--base", "BASE", "--k-grid", "0,x"], "comma-separated integers"),
     (["--base", "BASE", "--k-step", "2", "--k-grid", "0,2"], "not allowed with"),
 ])
-def test_cli_ablate_bad_input(tiny_model_dir, trained_full, tmp_path, args, message):
+def test_cli_ablate_bad_input(run_cli, tiny_model_dir, trained_full, tmp_path, args, message):
     args = [str(tiny_model_dir) if a == "BASE" else a for a in args]
     r = run_cli("ablate", str(trained_full), *args, "--out", str(tmp_path / "o"))
     assert r.returncode == 2 and message in r.stderr, r.stderr

@@ -153,12 +153,7 @@ def test_narrative_finetune_raises_comparison_ratio(tiny_model_dir, world, tmp_p
     assert sum(f["comparison"] > 0 for f in after.facts) >= 2 / 3 * len(after.facts)
 
 
-def run_cli(*args):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "factlearn", *args], capture_output=True, text=True, env=env, timeout=300)
-
-
-def test_cli_probe(tiny_model_dir, tmp_path):
+def test_cli_probe(run_cli, tiny_model_dir, tmp_path):
     out = tmp_path / "probe"
     r = run_cli("probe", str(tiny_model_dir), "--n-countries", "2", "--label", "tiny", "--out", str(out))
     assert r.returncode == 0, r.stderr
@@ -177,13 +172,13 @@ def test_cli_probe(tiny_model_dir, tmp_path):
     (["--n-countries", "1"], "--n-countries must be >= 2"),
     (["--compare", "missing.json"], "cannot read probe result"),
 ])
-def test_cli_probe_bad_input(tiny_model_dir, tmp_path, args, message):
+def test_cli_probe_bad_input(run_cli, tiny_model_dir, tmp_path, args, message):
     r = run_cli("probe", str(tiny_model_dir), *args, "--out", str(tmp_path / "o"))
     assert r.returncode == 2 and message in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
     assert not (tmp_path / "o").exists()
 
 
-def test_cli_probe_missing_model(tmp_path):
+def test_cli_probe_missing_model(run_cli, tmp_path):
     r = run_cli("probe", str(tmp_path / "no-model"), "--out", str(tmp_path / "o"))
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1

@@ -21,13 +21,8 @@ from pathlib import Path
 import pytest
 
 FACTLEARN = [sys.executable, "-m", "factlearn"]
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+ENV = dict(os.environ)  # conftest.py set the offline test environment in os.environ
 ENV.pop("FACTLEARN_DEBUG", None)
-
-
-def run_cli(args: list[str], cwd: Path, timeout: float = 180, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*FACTLEARN, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env=env or ENV)
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
@@ -166,11 +161,11 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, pattern: str) -> st
 
 
 @pytest.mark.parametrize("argv,pattern", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_input_is_one_line_exit_2_and_leaves_nothing(argv, pattern, inputs, tmp_path):
+def test_bad_input_is_one_line_exit_2_and_leaves_nothing(run_cli, argv, pattern, inputs, tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     before = snapshot(inputs.root)
-    proc = run_cli(_argv(argv, inputs), cwd=work)
+    proc = run_cli(*_argv(argv, inputs), cwd=work, process=True)  # a real process: what a user's shell sees
     assert_one_line_error(proc, pattern)
     assert list(work.iterdir()) == [], f"left behind: {[p.name for p in work.iterdir()]}"
     assert snapshot(inputs.root) == before, "the command changed its input folder"
@@ -182,7 +177,7 @@ def test_there_are_enough_cases_over_every_command():
     assert {"model", "data", "train", "eval", "export-lm-eval", "probe", "ablate", "curves", "run", "report"} <= commands
 
 
-def test_unreadable_path_is_one_line(inputs, tmp_path):
+def test_unreadable_path_is_one_line(run_cli, inputs, tmp_path):
     if os.geteuid() == 0:
         pytest.skip("running as root: chmod 000 does not stop root from reading, so the case cannot be built")
     locked = tmp_path / "locked"
@@ -190,15 +185,16 @@ def test_unreadable_path_is_one_line(inputs, tmp_path):
     (locked / "train.jsonl").write_text(json.dumps({"text": "a"}) + "\n")
     locked.chmod(0)
     try:
-        proc = run_cli(["data", "audit", str(locked / "train.jsonl")], cwd=tmp_path)
+        proc = run_cli("data", "audit", str(locked / "train.jsonl"), cwd=tmp_path, process=True)
     finally:
         locked.chmod(0o755)
     assert_one_line_error(proc, r"(?i)permission denied.*locked")
 
 
-def test_debug_shows_the_traceback(tmp_path):
-    for args, env in ((["--debug", "train", "lrr=1"], ENV), (["train", "lrr=1"], {**ENV, "FACTLEARN_DEBUG": "1"})):
-        proc = run_cli(args, cwd=tmp_path, env=env)
+def test_debug_shows_the_traceback(run_cli, monkeypatch, tmp_path):
+    monkeypatch.delenv("FACTLEARN_DEBUG", raising=False)
+    for args, env in ((["--debug", "train", "lrr=1"], {}), (["train", "lrr=1"], {"FACTLEARN_DEBUG": "1"})):
+        proc = run_cli(*args, cwd=tmp_path, env=env, process=True)
         assert proc.returncode != 0
         assert "Traceback (most recent call last)" in proc.stderr
         assert "UserError: unknown train key 'lrr'" in proc.stderr

@@ -54,12 +54,6 @@ def read_log(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / "train_log.jsonl").read_text().splitlines()]
 
 
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "factlearn", *args], capture_output=True, text=True, env=env,
-                          timeout=300, cwd=cwd)
-
-
 # --- config ---------------------------------------------------------------------------------------
 
 def test_shipped_configs_match_the_original_recipe():
@@ -98,7 +92,7 @@ def test_forget_settings_are_checked():
         cfg.check_against_model(2)
 
 
-def test_cli_config_errors_are_one_line_exit_2(tmp_path, tiny_model_dir, corpus_file):
+def test_cli_config_errors_are_one_line_exit_2(run_cli, tmp_path, tiny_model_dir, corpus_file):
     for args in (["lr=0"], ["nonsense_key=1"], ["epochs=many"]):
         out = run_cli("train", "cpu_small", *args, f"save={tmp_path / 'never'}")
         lines = [line for line in out.stderr.splitlines() if line.strip()]
@@ -139,7 +133,6 @@ def test_loss_ignores_padding_but_counts_real_eos(tiny_model_dir):
     assert torch.allclose(alone[0], reference, atol=1e-4)
 
 
-
 def test_packed_rows_give_the_padded_loss_and_gradients(tiny_model_dir):
     """Packing (rows end to end, position ids restarting per row) must be the padded batch's maths."""
     import torch
@@ -162,11 +155,10 @@ def test_packed_rows_give_the_padded_loss_and_gradients(tiny_model_dir):
         grads.append((float(value.detach()), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
     (padded, g_pad), (packed, g_pack) = grads
     assert packed == pytest.approx(padded, rel=1e-5)
-    assert g_pad.keys() == g_pack.keys()
+    assert g_pad and g_pad.keys() == g_pack.keys()
     for name in g_pad:
         assert torch.allclose(g_pad[name].to_dense(), g_pack[name].to_dense(), atol=1e-5), name
     assert packing_matches_padding(loss, rows, tok.pad_token_id, "cpu")
-
 
 
 def test_tied_embedding_gradient_equals_autograd(tiny_model_dir):
@@ -188,6 +180,7 @@ def test_tied_embedding_gradient_equals_autograd(tiny_model_dir):
     model.zero_grad(set_to_none=True)
     labels = ids.masked_fill(mask == 0, -100)
     (model(input_ids=ids, attention_mask=mask, labels=labels).loss * int((labels[:, 1:] != -100).sum())).backward()
+    assert ours and ours.keys() == {name for name, _ in model.named_parameters()}
     for name, param in model.named_parameters():
         assert torch.allclose(ours[name], param.grad, atol=1e-5), name
 
@@ -257,7 +250,6 @@ def test_full_finetune_learns_and_loads_with_transformers(tiny_model_dir, corpus
     assert json.loads((out / "train_summary.json").read_text())["final_loss"] == pytest.approx(log[-1]["loss"])
 
 
-
 def test_packed_and_padded_training_end_at_the_same_weights(tiny_model_dir, corpus_file, tmp_path):
     packed = train(tiny_cfg(tiny_model_dir, corpus_file, tmp_path / "packed", "pack_rows=true"))
     padded = train(tiny_cfg(tiny_model_dir, corpus_file, tmp_path / "padded", "pack_rows=false"))
@@ -266,6 +258,7 @@ def test_packed_and_padded_training_end_at_the_same_weights(tiny_model_dir, corp
     import torch
 
     a, b = final_weights(packed), final_weights(padded)
+    assert a and a.keys() == b.keys()
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-4), k
 
@@ -382,7 +375,7 @@ def assert_same_weights(a: Path, b: Path) -> None:
     import torch
 
     wa, wb = final_weights(a), final_weights(b)
-    assert wa.keys() == wb.keys()
+    assert wa and wa.keys() == wb.keys()
     for k in wa:
         assert torch.allclose(wa[k], wb[k], atol=1e-6), k
 
@@ -445,6 +438,7 @@ def test_full_forgetting_restores_upper_layers_exactly(tiny_model_dir, corpus_fi
     model, _ = load_model(str(first), dtype="fp32")
     before = layer_params(model, range(0, 2))
     assert reset_full_layers(model, snapshot_upper_layers(pretrained, 2), 2) > 0
+    assert before and layer_params(model, range(2, 4))
     for n, p in layer_params(model, range(2, 4)).items():
         assert torch.equal(p, dict(pretrained.named_parameters())[n]), n
     pre = dict(pretrained.named_parameters())
@@ -467,6 +461,7 @@ def test_lora_two_run_forgetting_keeps_lower_adapters_and_zeroes_upper(tiny_mode
     first_pass_reset(cfg, model, "cpu")
     learned = load_peft_weights(str(first))
     live = {n.replace(".default", ""): p for n, p in model.named_parameters() if "lora_" in n}
+    assert live
     for n, p in live.items():
         layer = int(n.split(".layers.")[1].split(".")[0])
         if layer < 2:
@@ -476,6 +471,7 @@ def test_lora_two_run_forgetting_keeps_lower_adapters_and_zeroes_upper(tiny_mode
     merged = model.merge_and_unload()
     pretrained, _ = load_model(str(tiny_model_dir), dtype="fp32")
     pre = dict(pretrained.named_parameters())
+    assert layer_params(merged, range(2, 4))
     for n, p in layer_params(merged, range(2, 4)).items():
         assert torch.equal(p, pre[n]), n
     assert any(not torch.equal(p, pre[n]) for n, p in layer_params(merged, range(0, 2)).items())
@@ -502,9 +498,10 @@ def test_lora_reset_makes_upper_layers_pretrained(tiny_model_dir):
                 p.normal_()  # pretend the first pass learned something everywhere
     lower = {n: p.clone() for n, p in model.named_parameters() if "lora_" in n and ".layers.0." in n}
     assert reset_lora_layers(model, 2, seed=3) == 2 * 7
-    for n, p in model.named_parameters():
-        if "lora_B" in n and (".layers.2." in n or ".layers.3." in n):
-            assert torch.count_nonzero(p) == 0, n
+    upper_b = [(n, p) for n, p in model.named_parameters() if "lora_B" in n and (".layers.2." in n or ".layers.3." in n)]
+    assert upper_b and lower
+    for n, p in upper_b:
+        assert torch.count_nonzero(p) == 0, n
     assert all(torch.equal(p, lower[n]) for n, p in model.named_parameters() if n in lower)
 
 
