@@ -254,3 +254,18 @@ def test_the_control_stores_counts_and_its_capability_is_decided_at_the_reports_
     old = {"Eval_QA": {"metric": "exact_match", "value": 0.25, "ci95": [0.11, 0.47], "n": 20, "chance": 0.1,
                        "p_value": 0.043, "beyond": False}}
     assert _capability({"metrics": {}, "capability": old}, {"ci_level": 0.99}) == old
+
+
+def test_tracker_settings_do_not_enter_a_training_cells_key():
+    """report_to / tracking_dir only say where a run logs; cells cached before them keep their keys."""
+    import dataclasses
+
+    from factlearn.run.training import train_spec
+    from factlearn.train.config import TrainConfig
+
+    plain = TrainConfig()
+    logged = dataclasses.replace(plain, report_to=["tensorboard"], tracking_dir="/tmp/somewhere")
+    assert stable_hash(train_spec(plain)) == stable_hash(train_spec(logged))
+    assert "report_to" not in train_spec(logged) and "tracking_dir" not in train_spec(logged)
+    # and a setting that does change the weights still changes the key
+    assert stable_hash(train_spec(plain)) != stable_hash(train_spec(dataclasses.replace(plain, lr=plain.lr * 2)))

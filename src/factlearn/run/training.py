@@ -38,7 +38,9 @@ def with_first_pass(train_cfg: TrainConfig, save: str, first_pass: str | None) -
 def train_spec(train_cfg: TrainConfig) -> dict:
     """The parts of a cell's TrainConfig that decide the trained weights (not where they are saved)."""
     d = to_dict(train_cfg)
-    for volatile in ("save", "device", "overwrite", "checkpoint_every", "keep_checkpoints"):
+    # Where a cell is saved, checkpointed or logged (report_to, tracking_dir) does not change its weights.
+    for volatile in ("save", "device", "overwrite", "checkpoint_every", "keep_checkpoints",
+                     "report_to", "tracking_dir"):
         d.pop(volatile, None)
     d.get("forget", {}).pop("from_model", None)  # set at execution; the first pass's cell key stands for it
     return d
