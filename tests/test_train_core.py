@@ -88,8 +88,9 @@ def test_forget_settings_are_checked():
         load_train_config("finetune_lora", ["forget.start_layer=2", "forget.at_epoch=10"])
     cfg = load_train_config("finetune_lora", ["forget.start_layer=2", "forget.at_epoch=5"])
     cfg.check_against_model(4)  # layer 2 of 0..3: fine
-    with pytest.raises(UserError, match="outside the model's layers 0..1"):
-        cfg.check_against_model(2)
+    cfg.check_against_model(2)  # = the layer count: a reset of nothing (the narrative+continued control)
+    with pytest.raises(UserError, match="outside 0..1 for this 1-layer model"):
+        cfg.check_against_model(1)
 
 
 def test_cli_config_errors_are_one_line_exit_2(run_cli, tmp_path, tiny_model_dir, corpus_file):
@@ -99,10 +100,10 @@ def test_cli_config_errors_are_one_line_exit_2(run_cli, tmp_path, tiny_model_dir
         assert out.returncode == 2 and len(lines) == 1 and lines[0].startswith("factlearn: error:"), out.stderr
     # The layer rule needs the model: checked right after loading it, before any output exists.
     out = run_cli("train", "cpu_small", f"model={tiny_model_dir}", f"subset={corpus_file}", f"save={tmp_path / 'out'}",
-                  "forget.start_layer=4", "forget.at_epoch=1", "epochs=2")
+                  "forget.start_layer=5", "forget.at_epoch=1", "epochs=2")
     lines = [line for line in out.stderr.splitlines() if line.strip() and not line.startswith(("Generating", "\r"))]
     assert out.returncode == 2, out.stderr
-    assert "forget.start_layer=4 is outside the model's layers 0..3" in lines[-1] and "Traceback" not in out.stderr
+    assert "forget.start_layer=5 is outside 0..4 for this 4-layer model" in lines[-1] and "Traceback" not in out.stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -248,6 +249,18 @@ def test_full_finetune_learns_and_loads_with_transformers(tiny_model_dir, corpus
     w = "model.layers.0.mlp.down_proj.weight"
     assert not torch.equal(trained.state_dict()[w], base.state_dict()[w])
     assert json.loads((out / "train_summary.json").read_text())["final_loss"] == pytest.approx(log[-1]["loss"])
+
+
+def test_a_second_run_in_one_process_keeps_its_own_precision(tiny_model_dir, corpus_file, tmp_path):
+    """accelerate remembers the first run's precision process-wide; a notebook's bf16 run must not
+    make the next fp32 run fail (or silently run it in bf16)."""
+    from factlearn.train.engine import make_accelerator
+
+    bf16 = train(tiny_cfg(tiny_model_dir, corpus_file, tmp_path / "bf16", "epochs=1", "dtype=bf16"))
+    assert (bf16 / "model.safetensors").is_file()
+    fp32 = train(tiny_cfg(tiny_model_dir, corpus_file, tmp_path / "fp32", "epochs=1", "dtype=fp32"))
+    assert (fp32 / "model.safetensors").is_file()
+    assert make_accelerator(tiny_cfg(tiny_model_dir, corpus_file, tmp_path / "x", "dtype=fp32")).mixed_precision == "no"
 
 
 def test_packed_and_padded_training_end_at_the_same_weights(tiny_model_dir, corpus_file, tmp_path):

@@ -178,8 +178,9 @@ class TrainConfig:
         """Rules that need the loaded model: the forgetting boundary must be one of its layers."""
         start = self.forget.start_layer
         if start is not None and not 0 <= start <= num_layers:  # = num_layers: reset nothing (narrative+continued)
-            raise UserError(f"forget.start_layer={start} is outside the model's layers 0..{num_layers - 1}; "
-                            f"pick a layer in that range (the paper resets the upper 2/3, {default_forget_start_layer(num_layers)})")
+            raise UserError(f"forget.start_layer={start} is outside 0..{num_layers} for this {num_layers}-layer model; "
+                            f"pick a layer in that range ({num_layers} resets nothing; the paper resets the upper 2/3, "
+                            f"from {default_forget_start_layer(num_layers)})")
 
 
 def load_train_config(name_or_path: str | None = "cpu_small", overrides: list[str] | None = None) -> TrainConfig:

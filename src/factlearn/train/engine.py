@@ -30,7 +30,22 @@ def make_accelerator(cfg: TrainConfig):
     precision = {"bf16": "bf16", "bfloat16": "bf16", "fp16": "fp16", "float16": "fp16"}.get(cfg.dtype, "no")
     if cfg.dtype == "auto":
         precision = "bf16" if cuda else "no"
+    forget_previous_precision()
     return Accelerator(cpu=not cuda, mixed_precision=precision)
+
+
+def forget_previous_precision() -> None:
+    """Let a second run in the same process choose its own precision.
+
+    accelerate keeps the mixed-precision choice of the first Accelerator in a process-wide singleton
+    and refuses any other later (a notebook that trains bf16, then fp32). The process and device
+    setup (PartialState, which holds a torchrun launch) is kept; only the per-run part is cleared.
+    accelerate has no public call for this, so its documented-internal reset is used.
+    """
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
 
 
 def check_engine(accelerator) -> None:
