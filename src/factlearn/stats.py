@@ -44,6 +44,18 @@ def check_level(level: float) -> float:
     return float(level)
 
 
+# Two conditions are compared for what they generalise only when their knowledge levels (scores in
+# [0, 1]) are at most this far apart (`parity_margin`); the one home of the default.
+PARITY_MARGIN = 0.15
+
+
+def check_parity_margin(margin: float) -> float:
+    """The parity margin is a score difference in [0, 1)."""
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= float(margin) < 1:
+        raise UserError(f"parity_margin must be a score difference in [0, 1), e.g. 0.15; got {margin!r}")
+    return float(margin)
+
+
 def _z(level: float) -> float:
     return NormalDist().inv_cdf(0.5 + level / 2)
 

@@ -127,7 +127,8 @@ def add_conclusions(results: dict, run_dir: Path) -> dict:
     evidence = evidence_from_run(run_dir, results)
     add_uncertainty(results, evidence, run_dir, level)
     results["ci_level"] = level
-    from factlearn.report.fairness import PARITY_MARGIN, run_scope
+    from factlearn.report.fairness import run_scope
+    from factlearn.stats import PARITY_MARGIN
 
     margin = results["run_config"].get("parity_margin", PARITY_MARGIN)
     results["conclusions"] = conclude(evidence, level, parity_margin=margin, scope=run_scope(results))

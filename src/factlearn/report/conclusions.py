@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from factlearn.stats import (N_BOOT, bootstrap_p_value, check_level, cluster_bootstrap_replicates,
-                                     paired_comparison, percentile_interval)
 from factlearn.report.evidence import BASE, Evidence, pair_items
-from factlearn.report.fairness import (NOT_COMPARABLE, PARITY_MARGIN, apply_holm, check_parity_margin,
-                                       conditional_transfer, directions_disagree, parity, scope_text)
+from factlearn.report.fairness import (NOT_COMPARABLE, apply_holm, conditional_transfer, directions_disagree, parity,
+                                       scope_text)
+from factlearn.stats import (N_BOOT, PARITY_MARGIN, bootstrap_p_value, check_level, check_parity_margin,
+                             cluster_bootstrap_replicates, paired_comparison, percentile_interval)
 from factlearn.report.locus import ablation_locus, top_down_locus
 
 QA = "Eval_QA"

@@ -20,21 +20,12 @@ from typing import Callable, Sequence
 import numpy as np
 
 from factlearn.stats import (N_BOOT, bootstrap_p_value, cluster_bootstrap_replicates, holm_adjust,
-                                     percentile_interval)
-from factlearn.errors import UserError
+                             percentile_interval)
 
 KNOWLEDGE_FORMS = ("Eval_QA", "Eval_multiple_choice_cloze")  # the likelihood form where QA is marked
-PARITY_MARGIN = 0.15  # knowledge levels (scores in [0, 1]) further apart than this are not comparable
 NOT_COMPARABLE = "not comparable"
 
 Marked = Callable[[str, list, str], "str | None"]  # (model, [(method, condition)], task) -> why marked
-
-
-def check_parity_margin(margin: float) -> float:
-    """The parity margin is a score difference in [0, 1)."""
-    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= float(margin) < 1:
-        raise UserError(f"parity_margin must be a score difference in [0, 1), e.g. 0.15; got {margin!r}")
-    return float(margin)
 
 
 def knowledge_task(ev, model: str, conditions: list[tuple[str, str]], marked: Marked | None = None) -> str | None:

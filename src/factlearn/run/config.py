@@ -12,8 +12,8 @@ from typing import Any, Optional
 
 from factlearn.data.schema import CLOZE_OF, CORPUS_CONFIGS, EVAL_CONFIGS, TABLE_ORDER
 from factlearn.errors import UserError
-from factlearn.run.slurm import SlurmOptions, check_executor
-from factlearn.stats import CI_LEVEL
+from factlearn.run.slurm_options import SlurmOptions, check_executor
+from factlearn.stats import CI_LEVEL, PARITY_MARGIN
 from factlearn.train.config import METHODS, SHARDINGS, TrainConfig
 
 ANALYSES = ("probe", "ablate", "curves")
@@ -105,7 +105,7 @@ class RunConfig:
     ci_level: float = CI_LEVEL  # confidence of every interval, test and verdict (applied at report time)
     # above this share of wrong-form generated answers a task is marked for a condition (report/forms.py)
     wrong_form_share: float = 0.25
-    parity_margin: float = 0.15  # F3/F5 compare generalisation only where knowledge levels are this close
+    parity_margin: float = PARITY_MARGIN  # F3/F5 compare generalisation only where knowledge levels are this close
     eval_batch_size: int = 16
     analyses: list[str] = field(default_factory=lambda: list(ANALYSES))
     ablation: AblationOptions = field(default_factory=AblationOptions)
@@ -154,7 +154,7 @@ class RunConfig:
             raise UserError(f"ci_level must be a probability strictly between 0 and 1 (e.g. 0.95), got {self.ci_level}")
         from factlearn.analyze.refine import check_refine_budget
         from factlearn.evaluate.fewshot import check_shots
-        from factlearn.report.fairness import check_parity_margin
+        from factlearn.stats import check_parity_margin
 
         check_parity_margin(self.parity_margin)
         check_refine_budget(self.ablation.refine_budget)
