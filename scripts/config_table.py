@@ -61,6 +61,14 @@ MEANINGS = {
         "ablation.tasks": "tasks re-evaluated per k", "n_countries": "size of the generated world",
         "world_seed": "seed of the generated world", "data_source": "null = generator, 'hub', or a CCA folder",
         "device": "auto, cpu, cuda",
+        "corpus_overrides.Corpus_narrative": "extra train overrides of the narrative models",
+        "corpus_overrides.Corpus_referencing": "extra train overrides of the referencing models",
+        "forgetting.continued": "also train narrative+continued: both passes, no reset (F4's control)",
+        "wrong_form_share": "a score is marked wrong-form when more answers than this are no entity",
+        "slurm.partition": "Slurm partition (null: the cluster's default)",
+        "slurm.account": "Slurm account to charge", "slurm.qos": "Slurm quality of service",
+        "slurm.gpus_per_node": "GPUs per node of each job",
+        "slurm.time": "time limit of each job: minutes, HH:MM:SS or D-HH:MM:SS (null: twice the cell's estimate)",
     },
 }
 
@@ -80,6 +88,8 @@ def flat_fields(obj: Any, prefix: str = "") -> list[tuple[str, Any, str]]:
     rows = []
     comments = field_comments(type(obj))
     for f in dataclasses.fields(obj):
+        if f.metadata.get("omegaconf_ignore"):  # computed at load (e.g. train_configs), never a key
+            continue
         value = getattr(obj, f.name)
         key = prefix + f.name
         if dataclasses.is_dataclass(value):

@@ -117,9 +117,17 @@ def test_audit_numbers_hold(generated, capsys, corpus, share):
     for source in (generated / "facts.yaml", generated / "out"):  # the file and its generated folder
         assert main(["data", "audit", corpus, "--source", str(source)]) == 0
         lines = capsys.readouterr().out.splitlines()
-        table = {line.split()[0]: line.split() for line in lines[2:]}
+        split = next(i for i, line in enumerate(lines) if line.startswith("tail-slot fillers"))
+        table = {line.split()[0]: line.split() for line in lines[2:split]}
         assert set(table) == {"all", "employer", "base", "pet"}
         assert all(row[2] == share and row[3] == "100.0%" for row in table.values()), lines
+        # The second table counts what co-occurs with (head, relation) instead: reference phrases.
+        fillers = {line.split()[0]: line for line in lines[split + 1:]}
+        assert set(fillers) == {"employer", "base", "pet"}, lines
+        if corpus == "Corpus_narrative":
+            assert all("(0.0%); most frequent: none" in line for line in fillers.values()), lines
+        else:
+            assert all("(0.0%)" not in line and '"the ' in line for line in fillers.values()), lines
 
 
 def test_generation_is_byte_deterministic(generated, tmp_path):

@@ -116,14 +116,17 @@ def test_num_fewshot_larger_than_split_allows():
 
 # ------------------------------------------------------------------ registry
 
-def test_seven_original_tasks_and_two_cloze_additions_with_the_right_kinds():
+def test_seven_original_tasks_and_four_cloze_additions_with_the_right_kinds():
+    """Two cloze forms of the MC tasks, and two likelihood forms of generative tasks (reverse and
+    indirect reasoning), so a model that answers in the wrong form can still be scored on what it knows."""
     from factlearn.evaluate.tasks import ORIGINAL_TASKS
 
-    assert set(ALL_TASKS) <= set(TASKS) and len(ORIGINAL_TASKS) == 7 and len(ALL_TASKS) == 9
+    assert set(ALL_TASKS) <= set(TASKS) and len(ORIGINAL_TASKS) == 7 and len(ALL_TASKS) == 11
     assert {t.name for t in get_tasks(None) if t.kind == "multiple_choice"} == {"Eval_multiple_choice",
                                                                                 "Eval_2hop_reasoning"}
-    assert {t.name for t in get_tasks(None) if t.kind == "cloze"} == {"Eval_multiple_choice_cloze",
-                                                                      "Eval_2hop_reasoning_cloze"}
+    assert {t.name for t in get_tasks(None) if t.kind == "cloze"} == {
+        "Eval_multiple_choice_cloze", "Eval_2hop_reasoning_cloze", "Eval_indirect_reasoning_cloze",
+        "Eval_reverse_cloze"}
     with pytest.raises(UserError, match="valid tasks: Eval_QA"):
         get_tasks("Eval_QA,Eval_nope")
 
