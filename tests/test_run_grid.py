@@ -89,8 +89,12 @@ def test_table_shape_and_values_match_results(tiny_run):
     with open(run_dir / "table.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["condition"] for r in rows] == ["base", "narrative", "referencing", "narrative+forgetting"]
-    # per task: value, std, interval low and high; then the tasks beyond the model by the control
-    assert set(TASKS) <= set(rows[0]) and len(rows[0]) == 4 + 4 * len(TASKS) + 1
+    # per task: value, std, interval low and high; then the tasks beyond the model by the control, and
+    # (only when some score carries an answer-form mark) the marks as task:mark
+    has_marks = "marked" in rows[0]
+    assert set(TASKS) <= set(rows[0]) and len(rows[0]) == 4 + 4 * len(TASKS) + 1 + has_marks
+    marks = [m for r in rows if has_marks and r["marked"] for m in r["marked"].split(";")]
+    assert has_marks == bool(marks) and all(m.split(":")[0] in TASKS for m in marks), marks
     assert all(float(row[f"{t}_ci95_low"]) <= float(row[t]) <= float(row[f"{t}_ci95_high"]) for row in rows for t in TASKS)
     assert rows[0]["beyond_model"] == ";".join(t for t in TASKS if results["control"][rows[0]["model"]].get(t, {}).get("beyond"))
     evals = {e["condition"]: e for e in results["evaluations"]}
@@ -166,11 +170,13 @@ def test_changed_setting_recomputes_only_affected_cells(tiny_run, tmp_path):
 
     assert new_cells([]) == []
     assert new_cells(["ablation.limit=3"]) == ["ablate", "ablate"]
-    assert new_cells(["corpus_overrides.Corpus_referencing=[epochs=2]"]) == ["ablate", "eval", "probe", "train"]
+    # every trained model has its own capability control, so a retrained model gets a new control too
+    assert new_cells(["corpus_overrides.Corpus_referencing=[epochs=2]"]) == ["ablate", "control", "eval", "probe",
+                                                                             "train"]
     # a new narrative recipe retrains narrative, its forgetting continuation and all their downstream cells
     assert new_cells(["recipes.full.overrides=[epochs=2,batch_size=8,lr=2e-3]"]) == sorted(
-        ["train"] * 3 + ["eval"] * 3 + ["probe"] * 3 + ["ablate"] * 2)
-    assert new_cells(["forgetting.start_layer=2"]) == ["eval", "probe", "train"]
+        ["train"] * 3 + ["eval"] * 3 + ["probe"] * 3 + ["ablate"] * 2 + ["control"] * 3)
+    assert new_cells(["forgetting.start_layer=2"]) == ["control", "eval", "probe", "train"]
     assert new_cells(["ci_level=0.9"]) == []  # the level applies at report time: even the control is reused
     assert "eval/base" in new_cells(["world_seed=1"])  # a new world changes every cell
 

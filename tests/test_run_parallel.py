@@ -82,7 +82,7 @@ def test_two_workers_give_the_sequential_grids_results(tiny_model_dir, tmp_path)
     outcome = execute_plan(plan_grid(cfg), parallel, profile="t", write_report=build_report)
 
     a, b = cell_files(sequential), cell_files(parallel)
-    assert a.keys() == b.keys() and len(outcome.executed) == len(done_markers(parallel)) == 14
+    assert a.keys() == b.keys() and len(outcome.executed) == len(done_markers(parallel)) == 17
     # records.jsonl, model weights, probe/ablation/control results byte for byte; logs but for the clock
     assert [name for name in a if a[name] != b[name]] == []
     assert any(name.endswith("records.jsonl") for name in a) and any(name.endswith(".safetensors") for name in a)
@@ -349,7 +349,7 @@ def _visible_gpus() -> int:
 
 @pytest.mark.parametrize("extra, message", [
     (lambda m, t: [f"devices=[{_visible_gpus()}]"], "do not exist"),
-    (lambda m, t: ["workers=15"], "workers=15 is more than the 14 cells"),
+    (lambda m, t: ["workers=18"], "workers=18 is more than the 17 cells"),
     (lambda m, t: ["workers=0"], "workers must be >= 1"),
     (lambda m, t: [f"models=[{t / 'no-config'}]", "--plan"], "has no config.json"),
     (lambda m, t: [f"models=[{t / 'bad-config'}]", "--plan"], "cannot read the config of model"),

@@ -175,10 +175,17 @@ def eval_seconds(size: ModelSize, items: dict[str, tuple[int, float, bool]], bat
     return seconds
 
 
+PROBE_TAIL_TOKENS = 1.0  # a tail's tokens after its first (read off the prompt's last position): ~1
+
+
 def probe_seconds(size: ModelSize, n_facts: int, batch_size: int, device: str | Hardware) -> float:
-    """The probes: 2n facts (n per relation) x ~3.5 templates x (n tails + 1 negated) prompts of ~20 tokens."""
+    """The probes (scoring.score_shared): each distinct prompt runs once, 2n facts (n per relation) x ~3.5
+    templates x 2 (affirmative, negated) prompts of ~20 tokens, then each of the (n + 1) tails scored
+    after a fact's template adds its tokens after the first: linear in prompts plus tail tokens."""
     n = n_facts // 2
-    return eval_seconds(size, {"probe": (int(2 * n * 3.5 * (n + 1)), 20.0, True)}, batch_size, device)
+    prompts = 2 * n * 3.5 * 2
+    tail_tokens = 2 * n * 3.5 * (n + 1) * PROBE_TAIL_TOKENS
+    return size.load_seconds + 2 * size.params * (prompts * 20.0 + tail_tokens) / _hardware(device).throughput()
 
 
 def ablation_seconds(size: ModelSize, items: dict[str, tuple[int, float, bool]], n_ks: int, batch_size: int,
