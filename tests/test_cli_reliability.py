@@ -113,6 +113,10 @@ CASES = [
     ("train-hub-dataset-offline", ["train", "model={tiny}", "subset=some-org/some-data", "save=out"], r"some-org/some-data.*not in the local Hugging Face cache.*use the built-in generator"),
     ("train-forget-layer-out-of-range", ["train", "model={tiny}", "n_countries=2", "epochs=2", "forget.start_layer=99",
                                          "forget.at_epoch=1", "save=out"], r"forget\.start_layer=99 is outside 0\.\.4 for this 4-layer model"),
+    ("train-curve-epochs-unsorted", ["train", "curve_epochs=[2,1]", "save=out"], r"curve_epochs=\[2,1\] is unsorted; list the epochs in increasing order"),
+    ("train-curve-epochs-duplicates", ["train", "curve_epochs=[1,1]", "save=out"], r"curve_epochs=\[1,1\] has duplicates; list each epoch once"),
+    ("train-curve-epochs-exceed", ["train", "epochs=2", "curve_epochs=[9]", "save=out"], r"exceeds the training length epochs=2; raise epochs .* or drop 9"),
+    ("train-negative-warmup-steps", ["train", "warmup_steps=-1", "save=out"], r"warmup_steps must be >= 0.*got -1"),
     # eval / export-lm-eval
     ("eval-limit-zero", ["eval", "{tiny}", "--limit", "0"], r"--limit must be a positive number"),
     ("eval-limit-not-int", ["eval", "{tiny}", "--limit", "abc"], r"invalid int value: 'abc'; see `factlearn eval --help`"),

@@ -80,6 +80,9 @@ class TrainConfig:
     batch_size: int = 16
     grad_accum: int = 1
     warmup_ratio: float = 0.1
+    # A snapshot along a run equals a shorter run only if warm-up does not scale with the run length
+    # (ceil(total * warmup_ratio) does): fix it here, with a constant schedule after it, for curve points.
+    warmup_steps: Optional[int] = None  # warm-up optimizer steps of every phase whatever its length (overrides warmup_ratio); null = warmup_ratio
     max_grad_norm: float = 1.0  # 0 = no clipping
     max_length: int = 1024
     weight_decay: float = 0.0
@@ -102,6 +105,7 @@ class TrainConfig:
     eval_every: int = 0  # steps between eval-in-the-loop runs; 0 = off
     eval_tasks: list[str] = field(default_factory=lambda: ["Eval_multiple_choice"])
     eval_limit: Optional[int] = None
+    curve_epochs: list[int] = field(default_factory=list)  # epochs (from this run's start) after which train(on_budget=...) sees the model; [] = none
     report_to: list[str] = field(default_factory=lambda: ["none"])  # tensorboard, wandb, mlflow, trackio (factlearn/tracking.py)
     tracking_dir: Optional[str] = None  # where trackers write files; null = <save's parent>/tracking
     overwrite: bool = False
@@ -120,6 +124,9 @@ class TrainConfig:
                 raise UserError(f"{key} must be >= 0, got {getattr(self, key)}")
         if not 0 <= self.warmup_ratio < 1:
             raise UserError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            raise UserError(f"warmup_steps must be >= 0 (optimizer steps of warm-up per phase), got {self.warmup_steps}; "
+                            "pass a count, or warmup_steps=null to use warmup_ratio")
         if self.max_length < 2:
             raise UserError(f"max_length must be >= 2 tokens (one input, one target), got {self.max_length}")
         if self.n_countries < 1:
@@ -138,6 +145,7 @@ class TrainConfig:
         self._check_scheduler()
         self._check_lora()
         self._check_forget()
+        self._check_curve_epochs()
 
     def _check_trackers(self) -> None:
         from factlearn.tracking import check_installed, check_report_to
@@ -173,6 +181,21 @@ class TrainConfig:
         if fg.at_epoch is not None and not 1 <= fg.at_epoch < self.epochs:
             raise UserError(f"forget.at_epoch must be in [1, epochs-1] = [1, {self.epochs - 1}], got {fg.at_epoch}; "
                             "raise epochs so some training follows the reset")
+
+    def _check_curve_epochs(self) -> None:
+        points = list(self.curve_epochs)
+        if not points:
+            return
+        given, fixed = (f"curve_epochs=[{','.join(str(e) for e in es)}]" for es in (points, sorted(set(points))))
+        if min(points) < 1:
+            raise UserError(f"{given} has {min(points)}, but a curve point comes after >= 1 epoch; drop {min(points)}")
+        if len(set(points)) != len(points):
+            raise UserError(f"{given} has duplicates; list each epoch once, e.g. {fixed}")
+        if points != sorted(points):
+            raise UserError(f"{given} is unsorted; list the epochs in increasing order, e.g. {fixed}")
+        if points[-1] > self.epochs:
+            raise UserError(f"{given} has {points[-1]}, which exceeds the training length epochs={self.epochs}; "
+                            f"raise epochs to {points[-1]} or drop {points[-1]} from curve_epochs")
 
     def check_against_model(self, num_layers: int) -> None:
         """Rules that need the loaded model: the forgetting boundary must be one of its layers."""

@@ -32,7 +32,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from factlearn.config import to_yaml
 from factlearn.train import checkpoint as ckpt_io
@@ -49,7 +49,10 @@ from factlearn.train.output import (LIVE_LOG, check_same_config, discard_work_if
                                     save_output)
 from factlearn.train.schedule import Phase, make_scheduler, plan_phases
 
-__all__ = ["train", "TrainState", "LIVE_LOG", "make_layout"]
+__all__ = ["train", "TrainState", "LIVE_LOG", "make_layout", "BudgetCallback"]
+
+# (model, tokenizer, epochs_done) -> None: a learning-curve point (cfg.curve_epochs), see _curve_point.
+BudgetCallback = Callable[[Any, Any, int], None]
 
 
 def make_layout(cfg: TrainConfig, accelerator) -> Layout:
@@ -62,13 +65,21 @@ def make_layout(cfg: TrainConfig, accelerator) -> Layout:
 
 
 def train(cfg: TrainConfig, eval_hook: EvalHook | None = None, resume: bool = False,
-          on_progress: ProgressCallback | None = None) -> Path:
+          on_progress: ProgressCallback | None = None, on_budget: BudgetCallback | None = None) -> Path:
     """Finetune per `cfg`; return the finished output folder (HF model or peft adapter + logs).
 
     Collective under `accelerate launch`: every process calls it; only the main one writes files and
     calls `on_progress(optimizer_steps_done, total_optimizer_steps)`: once at the start (with the
     resumed step) and after every optimizer step. Everything that can be wrong with the input is
     checked before the first step.
+
+    `on_budget(model, tokenizer, epochs_done)`: a learning-curve point, called on the main process
+    after the last step of each epoch in `cfg.curve_epochs` (counted from this run's start, across
+    forgetting phases; the point at forget.at_epoch comes before the reset), with the whole model in
+    eval mode under torch.no_grad. With a constant learning rate after a fixed warm-up
+    (cfg.warmup_steps) the point at N epochs is the model an N-epoch run with the same seed gives.
+    A resumed run does not repeat points of epochs finished before the resume. Every process passes
+    an on_budget (only the main one calls it) or none does: a sharded run gathers the copy together.
     """
     from accelerate.utils import set_seed  # accelerate (and torch) load only when training starts
 
@@ -101,7 +112,7 @@ def train(cfg: TrainConfig, eval_hook: EvalHook | None = None, resume: bool = Fa
     log = RunLog(save / LIVE_LOG, ckpt_io.read_log(resume_from) if resume_from else [],
                  enabled=accelerator.is_main_process, trackers=trackers)
     state = TrainState(cfg, accelerator, model, tokenizer, rows, log, to_yaml(cfg), eval_hook, on_progress,
-                       pretrained_upper, layout=layout)
+                       pretrained_upper, layout=layout, on_budget=on_budget)
     try:
         summary = _loop(state, resume_from)
     except BaseException:
@@ -135,6 +146,7 @@ class TrainState:
     on_progress: ProgressCallback | None = None
     pretrained_upper: dict | None = None  # the upper layers' pretrained weights (forget.at_epoch, method=full)
     layout: Layout = field(default_factory=Replicated)  # how the model lies over the processes
+    on_budget: BudgetCallback | None = None  # learning-curve points at cfg.curve_epochs
     loss_module: Any = None  # the prepared causal_lm_loss_module; set by the loop
     packing_costs: tuple[float, float] | None = None  # pack_pays_off's costs; None = always pad
     step: int = 0  # optimizer steps done, counting those before a resume
@@ -239,8 +251,8 @@ def _train_phase(state: TrainState, phase: Phase, progress, resumed: StartPoint 
     if phase.after_reset and cfg.forget.at_epoch is not None and resumed is None:
         _forget_now(state)
     optimizer = state.layout.prepare_optimizer(make_optimizer(cfg, state.model), accelerator)
-    scheduler = make_scheduler(cfg.lr_scheduler, optimizer,
-                               state.epoch_steps * (phase.end_epoch - phase.first_epoch), cfg.warmup_ratio)
+    scheduler = make_scheduler(cfg.lr_scheduler, optimizer, state.epoch_steps * (phase.end_epoch - phase.first_epoch),
+                               cfg.warmup_ratio, cfg.warmup_steps)
     first_epoch, first_batch = phase.first_epoch, 0
     if resumed is not None:
         ckpt_io.load_optimizer_and_scheduler(resumed.checkpoint, optimizer, scheduler, state.model,
@@ -264,8 +276,10 @@ def _train_phase(state: TrainState, phase: Phase, progress, resumed: StartPoint 
             _report_progress(state)
             if state.eval_hook and cfg.eval_every and state.step % cfg.eval_every == 0:
                 _eval(state)
+            epoch_done = b + 1 == len(batches)
+            if epoch_done and epoch + 1 in cfg.curve_epochs:  # before the checkpoint, so a resume never repeats it
+                _curve_point(state, epoch + 1)
             if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.step < state.total_steps:
-                epoch_done = b + 1 == len(batches)
                 position = {"phase": phase.number, "epoch": epoch + epoch_done, "batch": 0 if epoch_done else b + 1}
                 ckpt_io.save_checkpoint(Path(cfg.save), state.step, state.model, optimizer, scheduler, position,
                                         state.log.rows, state.config_yaml, accelerator, state.layout.sharded)
@@ -319,6 +333,29 @@ def _eval(state: TrainState) -> None:
     """Eval-in-the-loop, on the model itself or (sharded) on a whole copy the layout gathers."""
     copy_for_eval = state.layout.eval_copy(state.cfg, state.model, state.accelerator)
     run_eval(state.eval_hook, state.accelerator, state.model, state.tokenizer, state.step, state.log, copy_for_eval)
+
+
+def _curve_point(state: TrainState, epochs_done: int) -> None:
+    """Hand the model after `epochs_done` epochs to on_budget (main process, eval mode, no grad); all wait.
+
+    Sharded runs hand over the whole copy the layout gathers (a collective), as eval-in-the-loop does.
+    """
+    import torch
+
+    if state.on_budget is None:
+        return
+    copy_for_eval = state.layout.eval_copy(state.cfg, state.model, state.accelerator)
+    model = copy_for_eval() if copy_for_eval is not None else state.model
+    if state.accelerator.is_main_process:
+        model.eval()
+        try:
+            with torch.no_grad():
+                state.on_budget(model, state.tokenizer, epochs_done)
+        finally:
+            model.train()
+        state.log.add({"step": state.step, "event": "curve_point", "epochs": epochs_done})
+    del model
+    state.accelerator.wait_for_everyone()
 
 
 def _report_progress(state: TrainState) -> None:
