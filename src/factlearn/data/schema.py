@@ -47,6 +47,8 @@ ORIGINAL_CONFIGS = ("Facts", *CORPUS_CONFIGS, *ORIGINAL_EVAL_CONFIGS)
 CONFIGS = ORIGINAL_CONFIGS + CLOZE_CONFIGS
 SPLIT_OF = {name: ("test" if name.startswith("Eval_") else "train") for name in CONFIGS}
 CHOICE_CONFIGS = MC_CONFIGS + CLOZE_CONFIGS  # configs whose rows are (question, choices, answer index)
+# How much a model knows of the world: QA, or its likelihood form where QA answers come in the wrong form.
+KNOWLEDGE_CONFIGS = ("Eval_QA", "Eval_multiple_choice_cloze")
 
 # Column name -> type kind; "str", "int" or "str_list". Order is the column order of the original.
 COLUMNS: dict[str, dict[str, str]] = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from factlearn.data.schema import CLOZE_OF, CORPUS_CONFIGS, EVAL_CONFIGS, TABLE_ORDER
+from factlearn.data.schema import CLOZE_OF, CORPUS_CONFIGS, EVAL_CONFIGS, KNOWLEDGE_CONFIGS, TABLE_ORDER
 from factlearn.errors import UserError
 from factlearn.run.slurm_options import SlurmOptions, check_executor
 from factlearn.stats import CI_LEVEL, PARITY_MARGIN
@@ -66,6 +66,42 @@ class AblationOptions:
     refine_budget: int = 4  # extra evaluations that narrow k*'s interval until its third is decided (>= 1)
 
 
+# The curve task set: the knowledge axis (QA, MC cloze) and every reasoning form, generated and likelihood.
+CURVE_TASKS = ("Eval_QA", "Eval_multiple_choice_cloze", "Eval_2hop_reasoning_cloze", "Eval_indirect_reasoning",
+               "Eval_indirect_reasoning_cloze", "Eval_reverse", "Eval_reverse_cloze")
+
+
+@dataclass
+class CurveOptions:
+    """Learning curves (run/curves.py): each training condition trained once more, at a constant learning
+    rate after the recipe's warm-up, and evaluated at the end of each budget's epoch. Only then is a point
+    at N epochs the model a separate N-epoch run would give (a decaying rate would not be)."""
+
+    budgets: Optional[list[int]] = None  # epochs (of each condition's own corpus) to evaluate at; null = no curves
+    tasks: list[str] = field(default_factory=lambda: list(CURVE_TASKS))
+    limit: Optional[int] = None  # items per curve task at each point (None -> all)
+
+    def check(self) -> None:
+        if self.budgets is None:
+            return
+        b = list(self.budgets)
+        if not b:
+            raise UserError("curve.budgets is empty; list epochs to evaluate at, e.g. curve.budgets=[1,2,3,5], "
+                            "or curve.budgets=null for no curves")
+        if any(x < 1 for x in b):
+            raise UserError(f"curve.budgets must be epochs >= 1, got {b}")
+        if len(set(b)) != len(b):
+            raise UserError(f"curve.budgets {b} has duplicates; list each budget once")
+        if b != sorted(b):
+            raise UserError(f"curve.budgets {b} is unsorted; list the budgets in increasing order, e.g. {sorted(b)}")
+        _need_subset("curve.tasks", self.tasks, EVAL_CONFIGS)
+        if not any(t in self.tasks for t in KNOWLEDGE_CONFIGS):
+            raise UserError(f"curve.tasks {list(self.tasks)} has no knowledge measure; add "
+                            f"{' or '.join(KNOWLEDGE_CONFIGS)} (the x axis of reasoning vs knowledge)")
+        if self.limit is not None and self.limit < 1:
+            raise UserError(f"curve.limit must be >= 1 or null (all items), got {self.limit}")
+
+
 @dataclass
 class HardwareOptions:
     """The machine `factlearn run --plan` costs the grid for; null keys mean this machine. Planning only:
@@ -109,6 +145,7 @@ class RunConfig:
     eval_batch_size: int = 16
     analyses: list[str] = field(default_factory=lambda: list(ANALYSES))
     ablation: AblationOptions = field(default_factory=AblationOptions)
+    curve: CurveOptions = field(default_factory=CurveOptions)
     # The world: the built-in generator (n_countries, world_seed) unless data_source names a CCA copy.
     n_countries: int = 8
     world_seed: int = 0
@@ -193,6 +230,7 @@ class RunConfig:
             raise UserError(f"ablation.ks must be >= 0, got {self.ablation.ks}")
         if self.ablation.points < 2:
             raise UserError(f"ablation.points must be >= 2, got {self.ablation.points}")
+        self.curve.check()
         self._check_parallel()
 
     def _check_parallel(self) -> None:

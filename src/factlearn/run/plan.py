@@ -16,6 +16,7 @@ from factlearn.run import estimate, sizing
 from factlearn.run.base_model import BaseModel, resolve_base_model
 from factlearn.run.cells import Cell, topological
 from factlearn.run.config import RunConfig
+from factlearn.run.curves import plan_curve_cell
 from factlearn.run.grid import GridPlan
 from factlearn.run.recipes import forgets
 from factlearn.run.training import cell_train_config, train_spec
@@ -63,6 +64,7 @@ class _ModelCosts:
     probe_seconds: float
     ablate_seconds: float
     ablate_ctx: float
+    curve_point_seconds: float  # one curve point: the curve tasks evaluated once
 
 
 def plan_grid(cfg: RunConfig, world: RunWorld | None = None, config_only: bool = False) -> GridPlan:
@@ -101,6 +103,8 @@ def _model_costs(plan: GridPlan, base: BaseModel, tokenizer) -> _ModelCosts:
     items = sizing.eval_items(cfg, data, tokenizer, list(cfg.tasks), cfg.limit_for)
     abl_items = sizing.eval_items(cfg, data, tokenizer, list(cfg.ablation.tasks), cfg.ablation.limit)
     ks = ablation_ks(cfg, base.size.num_layers)
+    curve_items = (sizing.eval_items(cfg, data, tokenizer, list(cfg.curve.tasks), cfg.curve.limit)
+                   if cfg.curve.budgets else {})
     return _ModelCosts(
         eval_spec=_eval_spec(cfg),
         probe_spec={"templates": probe_templates(cfg.data_source)} if "probe" in cfg.analyses else {},
@@ -111,7 +115,8 @@ def _model_costs(plan: GridPlan, base: BaseModel, tokenizer) -> _ModelCosts:
                                              ctx_tokens=max((c for _, c, _ in items.values()), default=0)),
         probe_seconds=estimate.probe_seconds(base.size, len(data["Facts"]), batch, hw),
         ablate_seconds=estimate.ablation_seconds(base.size, abl_items, len(ks), batch, hw),
-        ablate_ctx=max((c for _, c, _ in abl_items.values()), default=0))
+        ablate_ctx=max((c for _, c, _ in abl_items.values()), default=0),
+        curve_point_seconds=estimate.eval_seconds(base.size, curve_items, batch, hw) if curve_items else 0.0)
 
 
 def _plan_model(plan: GridPlan, base: BaseModel, tokenizer) -> None:
@@ -137,6 +142,8 @@ def _plan_model(plan: GridPlan, base: BaseModel, tokenizer) -> None:
                 cell, adapter = _train_cell(plan, base, tokenizer, method, corpus, seed, forget_layer, first)
                 if forget_layer is None:
                     first_passes[corpus] = cell
+                plan_curve_cell(plan, base, tokenizer, cell,
+                                None if first is None else plan.train_cfgs[first.key].epochs, costs.curve_point_seconds)
                 _downstream(plan, base, costs, {"trained": cell.key}, cell.labels, cell, adapter)
                 if control_tasks:  # did training break a skill the base model had? (report/forms.py)
                     plan.cells.append(_control_cell(plan, base, tokenizer, control_tasks, cell.labels,

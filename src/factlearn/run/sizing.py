@@ -114,6 +114,9 @@ def token_counter(location: str, config_only: bool) -> tuple[Counter, bool]:
 
 # -- data -----------------------------------------------------------------------------------------------
 
+CHOICE_TOKENS = 3.0  # tokens of one cloze choice scored after the shared context (an entity name: 2-4)
+
+
 def eval_items(cfg: RunConfig, data, count: Counter, tasks: list[str], limit) -> dict:
     """Per task: (items evaluated, tokens in one few-shot context, scored without generating), for estimates.
 
@@ -125,12 +128,13 @@ def eval_items(cfg: RunConfig, data, count: Counter, tasks: list[str], limit) ->
         rows = data[task.config]
         task_limit = limit(task.name) if callable(limit) else limit
         n = len(rows) if task_limit is None else min(task_limit, len(rows))
-        if task.kind == CLOZE:  # one scored continuation per choice
-            n *= len(rows[0]["choices"])
         sample = rows.select(range(min(len(rows), 8))).to_list()
         texts = [str(r["question"]) + " " + " ".join(map(str, r.get("choices") or [])) + str(r["answer"]) for r in sample]
         per_item = sum(count(t) + 8 for t in texts) / max(len(texts), 1)
-        items[task.name] = (n, per_item * (cfg.num_fewshot + 1), task.kind != GENERATE)
+        ctx = per_item * (cfg.num_fewshot + 1)
+        if task.kind == CLOZE:  # score_shared: the context once, then each choice's tokens over it
+            ctx += len(rows[0]["choices"]) * CHOICE_TOKENS
+        items[task.name] = (n, ctx, task.kind != GENERATE)
     return items
 
 

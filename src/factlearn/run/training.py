@@ -42,5 +42,10 @@ def train_spec(train_cfg: TrainConfig) -> dict:
     for volatile in ("save", "device", "overwrite", "checkpoint_every", "keep_checkpoints",
                      "report_to", "tracking_dir"):
         d.pop(volatile, None)
+    # Keys added after cells were cached leave the key alone at their defaults (those cells stay valid);
+    # curve_epochs says where a run is evaluated, not what it trains, so it never enters it.
+    d.pop("curve_epochs", None)
+    if d.get("warmup_steps") is None:
+        d.pop("warmup_steps", None)
     d.get("forget", {}).pop("from_model", None)  # set at execution; the first pass's cell key stands for it
     return d

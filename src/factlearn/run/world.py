@@ -63,6 +63,11 @@ def available_in_world(cfg: RunConfig, world: RunWorld) -> RunConfig:
     def keep(tasks: list[str]) -> list[str]:
         return [t.name for t in get_tasks(list(tasks)) if t.config in world.data] if tasks else list(tasks)
 
+    if cfg.curve.budgets is not None:  # asked for by name: a missing curve task is an error, not a skip
+        lacking = [t for t in cfg.curve.tasks if t not in keep([t])]
+        if lacking:
+            raise UserError(f"curve.tasks {lacking} are not in this world (it has no such config); drop them, "
+                            f"e.g. curve.tasks={[t for t in cfg.curve.tasks if t not in lacking]}")
     dropped = [t for t in dict.fromkeys([*cfg.tasks, *cfg.ablation.tasks]) if t not in keep([t])]
     if not dropped:
         return cfg
