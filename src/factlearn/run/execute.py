@@ -105,6 +105,38 @@ class CellExecutor:
         summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
         return {"summary": summary, "config": to_dict(train_cfg)}
 
+    def _run_curve(self, cell: Cell, folder: Path) -> dict:
+        """A learning curve (run/curves.py): train at a constant rate after warm-up and evaluate the curve
+        tasks at the end of each budget's epoch; each point's records go to points/epoch_<N>.jsonl."""
+        from factlearn.evaluate import evaluate
+        from factlearn.train import train
+
+        cfg, spec = self.plan.cfg, cell.spec["curve"]["eval"]
+        points: list[dict] = []
+        (folder / "points").mkdir()
+
+        def on_budget(model, tokenizer, epochs: int) -> None:
+            result = evaluate(model, tokenizer, tasks=spec["tasks"], data=self.plan.world.data,
+                              num_fewshot=spec["num_fewshot"], limit=spec["limit"], batch_size=cfg.eval_batch_size,
+                              shots=spec["shots"], level=cfg.ci_level)
+            atomic_write_jsonl(folder / "points" / f"epoch_{epochs}.jsonl",
+                               [{"task": task, **rec} for task, recs in result.records.items() for rec in recs])
+            points.append({"epochs": epochs, "metrics": result.metrics,
+                           "items": {task: len(recs) for task, recs in result.records.items()}})
+
+        train_cfg = with_first_pass(self.plan.train_cfgs[cell.key], save=str(folder / TRAINED_SUBDIR), first_pass=None)
+        self._loaded = None  # training needs the memory
+        try:
+            with open(folder / "train_stderr.txt", "w") as err, contextlib.redirect_stderr(err):
+                out = Path(train(train_cfg, on_progress=self._on_train_progress, on_budget=on_budget))
+        finally:
+            self._live = None
+        for weights in out.glob("*.safetensors"):  # a curve keeps its points, not its weights (~0.5 GB each)
+            weights.unlink()
+        summary_file = out / "train_summary.json"
+        return {"points": points, "summary": json.loads(summary_file.read_text()) if summary_file.is_file() else {},
+                "rows_per_fact": cell.labels.get("rows_per_fact")}
+
     def _train_sharded(self, train_cfg, folder: Path) -> Path:
         """The cell trained by FSDP2 ranks over every device of the run (run/sharded.py)."""
         from factlearn.run.sharded import train_sharded
