@@ -12,6 +12,7 @@ from pathlib import Path
 
 from factlearn.atomic import atomic_write_json, atomic_write_text
 from factlearn.errors import UserError
+from factlearn.report.dose import curve_evidence, curves_table
 from factlearn.run.cells import CellStore
 from factlearn.versions import stack_versions
 from factlearn.report.tables import mark_beyond, ordered_tasks, table_rows, to_csv, to_markdown
@@ -96,7 +97,8 @@ def collect_results(run_dir: str | Path) -> dict:
 
 def make_plots(results: dict, run_dir: Path) -> list[dict]:
     """All figures of the report: [{"file", "title", "kind"}], PNGs under <run>/plots/."""
-    from factlearn.report.plots import plot_ablations, plot_curves, plot_probe_summary, plot_scores
+    from factlearn.report.plots import (plot_ablations, plot_curves, plot_dose_curves, plot_probe_summary,
+                                        plot_reasoning_vs_knowledge, plot_scores)
 
     plots_dir = run_dir / PLOTS
     if plots_dir.is_dir():  # figures of an earlier config would mislead; rebuild the folder
@@ -110,6 +112,8 @@ def make_plots(results: dict, run_dir: Path) -> list[dict]:
         figures += plot_ablations(results, run_dir, plots_dir)
     if results["training"] and "curves" in results["run_config"]["analyses"]:
         figures += plot_curves(results, run_dir, plots_dir)
+    if results.get("curves"):
+        figures += plot_dose_curves(results, plots_dir) + plot_reasoning_vs_knowledge(results, plots_dir)
     return figures
 
 
@@ -132,6 +136,12 @@ def add_conclusions(results: dict, run_dir: Path) -> dict:
 
     margin = results["run_config"].get("parity_margin", PARITY_MARGIN)
     results["conclusions"] = conclude(evidence, level, parity_margin=margin, scope=run_scope(results))
+    curves = curve_evidence(run_dir, read_plan(run_dir)["cells"])
+    if curves.points:  # learning curves: the table, and the findings decided at matched knowledge
+        from factlearn.report.matched import add_curve_findings
+
+        results["curves"] = curves_table(curves, level)
+        add_curve_findings(results["conclusions"], evidence, curves, level, margin, run_scope(results))
     return results
 
 

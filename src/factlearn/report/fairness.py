@@ -19,10 +19,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from factlearn.data.schema import KNOWLEDGE_CONFIGS as KNOWLEDGE_FORMS  # the likelihood form where QA is marked
 from factlearn.stats import (N_BOOT, bootstrap_p_value, cluster_bootstrap_replicates, holm_adjust,
                              percentile_interval)
 
-KNOWLEDGE_FORMS = ("Eval_QA", "Eval_multiple_choice_cloze")  # the likelihood form where QA is marked
 NOT_COMPARABLE = "not comparable"
 
 Marked = Callable[[str, list, str], "str | None"]  # (model, [(method, condition)], task) -> why marked

@@ -106,3 +106,90 @@ def plot_curves(results: dict, run_dir: Path, plots_dir: Path) -> list[dict]:
         path = plot_training_curves(log, plots_dir / f"{name}.png", title=title)
         figures.append({"file": str(path.relative_to(run_dir)), "kind": "curve", "title": title})
     return figures
+
+
+def _condition_label(c: dict) -> str:
+    return c["condition"] if c["method"] == "full" else f"{c['condition']} ({c['method']})"
+
+
+def plot_dose_curves(results: dict, plots_dir: Path) -> list[dict]:
+    """Per model: score vs training sentences per fact, one panel per curve task, conditions overlaid,
+    each point's interval as a band."""
+    from factlearn.analyze.plotting import pyplot, save_figure
+
+    plt = pyplot()
+    figures = []
+    pct = f"{results.get('ci_level', 0.95) * 100:g} %"
+    for model in dict.fromkeys(c["model"] for c in results["curves"]):
+        curves = [c for c in results["curves"] if c["model"] == model]
+        tasks = list(dict.fromkeys(t for c in curves for b in c["budgets"] for t in b["tasks"]))
+        cols = min(4, len(tasks))
+        rows = -(-len(tasks) // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False)
+        for ax, task in zip(axes.flat, tasks):
+            for c in curves:
+                pts = [(b["sentences_per_fact"], b["tasks"][task]) for b in c["budgets"] if task in b["tasks"]]
+                if not pts:
+                    continue
+                xs = [x for x, _ in pts]
+                line, = ax.plot(xs, [v["value"] for _, v in pts], marker="o", label=_condition_label(c))
+                ax.fill_between(xs, [v["ci"][0] for _, v in pts], [v["ci"][1] for _, v in pts],
+                                color=line.get_color(), alpha=0.15)
+            ax.set_title(f"{column_title(task)} ({metric_of(task)})", fontsize=9)
+            ax.set_ylim(0, 1.02)
+            ax.set_xlabel("training sentences per fact", fontsize=8)
+            ax.grid(alpha=0.3)
+        for ax in list(axes.flat)[len(tasks):]:
+            ax.axis("off")
+        axes.flat[0].legend(fontsize=7)
+        fig.suptitle(f"{model}: learning curves (bands: {pct} CI)")
+        path = save_figure(fig, plots_dir / f"curves_budget_{_slug(model)}.png")
+        figures.append({"file": str(path.relative_to(plots_dir.parent)), "kind": "dose",
+                        "title": f"Score vs training budget: {model}"})
+    return figures
+
+
+def reasoning_of(tasks: dict) -> float | None:
+    """The reasoning score of one curve point: the mean over the reasoning slots of the first form measured
+    (the conclusions' slots and order, report/conclusions.REASONING_SLOTS)."""
+    from factlearn.report.conclusions import REASONING_SLOTS
+
+    values = [next(tasks[t]["value"] for t in forms if t in tasks) for _, forms in REASONING_SLOTS
+              if any(t in tasks for t in forms)]
+    return sum(values) / len(values) if values else None
+
+
+def plot_reasoning_vs_knowledge(results: dict, plots_dir: Path) -> list[dict]:
+    """The paper's question in one picture: x = knowledge (QA, or MC cloze) at a budget, y = reasoning at the
+    same budget, one line per condition, points labelled with their epochs."""
+    from factlearn.analyze.plotting import pyplot, save_figure
+    from factlearn.data.schema import KNOWLEDGE_CONFIGS
+
+    plt = pyplot()
+    figures = []
+    for model in dict.fromkeys(c["model"] for c in results["curves"]):
+        curves = [c for c in results["curves"] if c["model"] == model]
+        present = {t for c in curves for b in c["budgets"] for t in b["tasks"]}
+        know = next((t for t in KNOWLEDGE_CONFIGS if t in present), None)
+        if know is None:
+            continue
+        fig, ax = plt.subplots(figsize=(5.6, 4.6))
+        for c in curves:
+            pts = [(b["tasks"][know]["value"], reasoning_of(b["tasks"]), b["epochs"]) for b in c["budgets"]
+                   if know in b["tasks"] and reasoning_of(b["tasks"]) is not None]
+            if not pts:
+                continue
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=_condition_label(c))
+            for x, y, epochs in pts:
+                ax.annotate(str(epochs), (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel(f"knowledge: {column_title(know)} ({metric_of(know)})")
+        ax.set_ylabel("reasoning: mean over indirect, 2-hop, multiple choice")
+        ax.set_title(f"{model}: reasoning vs knowledge (labels: epochs)", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        path = save_figure(fig, plots_dir / f"reasoning_vs_knowledge_{_slug(model)}.png")
+        figures.append({"file": str(path.relative_to(plots_dir.parent)), "kind": "dose",
+                        "title": f"Reasoning vs knowledge: {model}"})
+    return figures
