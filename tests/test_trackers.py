@@ -122,3 +122,85 @@ def test_wandb_offline_run_holds_the_metrics(tiny_model_dir, corpus_file, tmp_pa
         assert key in data, key
     last_loss = [r for r in rows if "loss" in r][-1]["loss"]
     assert json.dumps(last_loss).encode() in data
+
+
+# -- report_to for a whole grid: a tracker run per training cell, one for the report ---------------------
+
+@pytest.fixture(scope="module")
+def tracked_grid(tiny_model_dir, tmp_path_factory):
+    from factlearn.cli import _write_report
+    from factlearn.run.config import load_run_config
+    from factlearn.run.plan import plan_grid
+    from factlearn.run.runner import execute_plan
+
+    out = tmp_path_factory.mktemp("tracked") / "grid"
+    overrides = [f"models=[{tiny_model_dir}]", "n_countries=2", "seeds=[1]", "num_fewshot=1", "eval_limit=3",
+                 "recipes.full.overrides=[epochs=1,batch_size=8,lr=1e-3]", "forgetting.enabled=false",
+                 "analyses=[]", "control=false", "eval_batch_size=8", "curve.budgets=[1]", "curve.limit=3",
+                 "curve.tasks=[Eval_QA,Eval_multiple_choice_cloze]", "report_to=[tensorboard]"]
+    plan = plan_grid(load_run_config("default", overrides))
+    execute_plan(plan, out, profile="test", write_report=_write_report)
+    return out, plan
+
+
+def _scalars(folder: Path) -> dict[str, dict[int, float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder))
+    acc.Reload()
+    return {tag: {e.step: e.value for e in acc.Scalars(tag)} for tag in acc.Tags()["scalars"]}
+
+
+def test_a_grid_with_report_to_logs_each_training_cell_and_its_report(tracked_grid):
+    from factlearn.run.cells import CellStore
+    from factlearn.run.training import cell_run_name
+
+    out, plan = tracked_grid
+    store, tracking = CellStore(out), out / "tracking"
+    trained = [c for c in plan.cells if c.kind in ("train", "curve")]
+    assert len(trained) == 4  # narrative and referencing, each a train cell and a curve cell
+    # one TensorBoard run per training cell, named after it; none inside a cell's (atomic) folder
+    assert {p.name for p in tracking.iterdir() if p.is_dir()} == {cell_run_name(c.title, c.key) for c in trained} | {
+        "grid-report"}
+    assert not list((out / "cells").rglob("events.out.tfevents*"))
+    for cell in trained:
+        scalars = _scalars(tracking / cell_run_name(cell.title, cell.key))
+        log = [json.loads(line) for line in
+               (store.path(cell.key) / "model" / "train_log.jsonl").read_text().splitlines()]
+        losses = {r["step"]: r["loss"] for r in log if "loss" in r}
+        assert losses and scalars["train/loss"].keys() == losses.keys()
+        assert all(scalars["train/loss"][s] == pytest.approx(losses[s], rel=1e-6) for s in losses)
+        if cell.kind == "curve":  # the curve point's scores, at the step it was taken
+            (point,) = json.loads((store.path(cell.key) / "result.json").read_text())["points"]
+            qa = point["metrics"]["Eval_QA"]["exact_match"]
+            (step,) = [r["step"] for r in log if r.get("event") == "curve_point"]
+            assert scalars["eval/Eval_QA/exact_match"] == {step: pytest.approx(qa)}
+        else:
+            assert not any(tag.startswith("eval/") for tag in scalars)
+
+    # the report's run: the verdicts' codes and effects as results.json has them
+    results = json.loads((out / "results.json").read_text())
+    report = _scalars(tracking / "grid-report")
+    f1 = next(c for c in results["conclusions"] if c["id"] == "F1")
+    name = f"conclusions/F1/{f1['model']}/{f1['method']}"
+    assert report[f"{name}/verdict"][0] == {"supported": 1.0, "contradicted": -1.0}.get(f1["verdict"], 0.0)
+    assert report[f"{name}/effect"][0] == pytest.approx(f1["evidence"]["measurements"][0]["value"])
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tracking / "grid-report"))
+    acc.Reload()
+    texts = {tag: acc.Tensors(tag)[0].tensor_proto.string_val[0].decode() for tag in acc.Tags()["tensors"]}
+    verdicts = next(v for k, v in texts.items() if k.startswith("verdicts"))
+    assert f"F1 {f1['verdict'].upper()}" in verdicts
+    table = next(v for k, v in texts.items() if k.startswith("results"))
+    assert table.splitlines()[0].startswith("| model | method | condition | n_seeds | Eval_QA |")
+    assert len(table.splitlines()) == 2 + len(results["table"]["rows"])
+
+
+def test_report_to_of_a_run_is_checked_at_load():
+    from factlearn.run.config import load_run_config
+
+    with pytest.raises(UserError, match="unknown tracker 'tensorbord'"):
+        load_run_config("default", ["report_to=[tensorbord]"])
+    assert load_run_config("default").report_to == ["none"]

@@ -53,9 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _write_report(run_dir):
+    """The report files, then the report in the run's trackers (report_to), once per finished run."""
     from factlearn.report.build import build_report
+    from factlearn.report.tracked import log_report
 
-    return build_report(run_dir)
+    results = build_report(run_dir)
+    log_report(results, run_dir)
+    return results
 
 
 def _print_summary(run_dir, seconds, executed, reused) -> None:

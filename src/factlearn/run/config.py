@@ -160,6 +160,7 @@ class RunConfig:
     executor: str = "local"  # local: this machine (workers, devices); slurm: each cell a Slurm job (run/slurm.py)
     slurm: SlurmOptions = field(default_factory=SlurmOptions)  # what each job asks for; executor=slurm only
     out: Optional[str] = None  # run folder; None -> runs/<profile>
+    report_to: list[str] = field(default_factory=lambda: ["none"])  # tensorboard, wandb, mlflow, trackio: a tracker run per training cell, one for the report
     # Not a key of the config: each (method, corpus)'s validated TrainConfig, resolved once by
     # load_run_config from recipes and corpus_overrides (run/recipes.py).
     train_configs: dict = field(default_factory=dict, repr=False, compare=False,
@@ -231,6 +232,9 @@ class RunConfig:
         if self.ablation.points < 2:
             raise UserError(f"ablation.points must be >= 2, got {self.ablation.points}")
         self.curve.check()
+        from factlearn.tracking import check_installed, check_report_to
+
+        check_installed(check_report_to(self.report_to))
         self._check_parallel()
 
     def _check_parallel(self) -> None:

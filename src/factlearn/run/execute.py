@@ -16,7 +16,8 @@ from factlearn.atomic import atomic_write_jsonl, atomic_write_text
 from factlearn.config import to_dict
 from factlearn.run.cells import Cell, CellStore
 from factlearn.run.grid import GridPlan
-from factlearn.run.training import with_first_pass
+from factlearn.run.training import TrackingTarget, cell_run_name, with_first_pass
+from factlearn.tracking import check_report_to
 
 TRAINED_SUBDIR = "model"
 CURVE_LOG = "curve_log.jsonl"  # the whole training history of the cell's model (both passes with forgetting)
@@ -80,6 +81,13 @@ class CellExecutor:
             self._loaded = (location, load_model(location, device=self.plan.cfg.device))
         return self._loaded[1]
 
+    def tracking(self, cell: Cell) -> TrackingTarget | None:
+        """Where a training cell's trackers log (the run's report_to), or None without trackers."""
+        if not check_report_to(self.plan.cfg.report_to):
+            return None
+        return TrackingTarget(tuple(check_report_to(self.plan.cfg.report_to)), str(self.store.run_dir / "tracking"),
+                              cell_run_name(cell.title, cell.key))
+
     # -- steps ----------------------------------------------------------------------------------
     def _run_train(self, cell: Cell, folder: Path) -> dict:
         from factlearn.train import train
@@ -87,7 +95,8 @@ class CellExecutor:
         first_pass = self.store.path(cell.spec["first_pass"]) / TRAINED_SUBDIR if "first_pass" in cell.spec else None
         # active forgetting continues from the plain run's weights, a finished cell by now
         train_cfg = with_first_pass(self.plan.train_cfgs[cell.key], save=str(folder / TRAINED_SUBDIR),
-                                    first_pass=None if first_pass is None else str(first_pass))
+                                    first_pass=None if first_pass is None else str(first_pass),
+                                    tracking=self.tracking(cell))
         self._loaded = None  # training needs the memory
         if self.train_processes:
             out = self._train_sharded(train_cfg, folder)
@@ -123,8 +132,10 @@ class CellExecutor:
                                [{"task": task, **rec} for task, recs in result.records.items() for rec in recs])
             points.append({"epochs": epochs, "metrics": result.metrics,
                            "items": {task: len(recs) for task, recs in result.records.items()}})
+            return result.metrics  # to the train log and the trackers
 
-        train_cfg = with_first_pass(self.plan.train_cfgs[cell.key], save=str(folder / TRAINED_SUBDIR), first_pass=None)
+        train_cfg = with_first_pass(self.plan.train_cfgs[cell.key], save=str(folder / TRAINED_SUBDIR), first_pass=None,
+                                    tracking=self.tracking(cell))
         self._loaded = None  # training needs the memory
         try:
             with open(folder / "train_stderr.txt", "w") as err, contextlib.redirect_stderr(err):

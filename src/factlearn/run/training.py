@@ -9,9 +9,28 @@ continues from.
 from __future__ import annotations
 
 import copy
+import re
+from dataclasses import dataclass
 
 from factlearn.config import to_dict
 from factlearn.train.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class TrackingTarget:
+    """Where one training cell logs with the run's `report_to`: one tracker run per cell, all of them in
+    the run folder's tracking/ (outside the cell's atomic folder, so TensorBoard sees one log dir)."""
+
+    report_to: tuple[str, ...]
+    folder: str
+    name: str
+
+
+def cell_run_name(title: str, key: str) -> str:
+    """A tracker run's name for a cell: its title as a slug and its key's hash, unique within a run folder
+    (`train-smollm2-135m-full-narrative-seed-1-3f2a9c`)."""
+    slug = re.sub(r"[^A-Za-z0-9._]+", "-", title).strip("-")  # a model given as a path has slashes
+    return f"{slug}-{key.rsplit('-', 1)[-1][:6]}"
 
 
 def cell_train_config(recipe: TrainConfig, model_path: str, seed: int, forget_layer: int | None) -> TrainConfig:
@@ -24,12 +43,16 @@ def cell_train_config(recipe: TrainConfig, model_path: str, seed: int, forget_la
     return train_cfg
 
 
-def with_first_pass(train_cfg: TrainConfig, save: str, first_pass: str | None) -> TrainConfig:
-    """A cell's TrainConfig made runnable: its output folder and, with forgetting, the first pass's model.
+def with_first_pass(train_cfg: TrainConfig, save: str, first_pass: str | None,
+                    tracking: TrackingTarget | None = None) -> TrainConfig:
+    """A cell's TrainConfig made runnable: its output folder, with forgetting the first pass's model, and
+    with the run's `report_to` where its trackers log.
 
     Not re-checked: the recipe was checked at load, and start_layer and from_model come together here."""
     ready = copy.deepcopy(train_cfg)
     ready.save = save
+    if tracking is not None and tracking.report_to:
+        ready.report_to, ready.tracking_dir, ready.run_name = list(tracking.report_to), tracking.folder, tracking.name
     if first_pass is not None:
         ready.forget.from_model = first_pass
     return ready
@@ -40,7 +63,7 @@ def train_spec(train_cfg: TrainConfig) -> dict:
     d = to_dict(train_cfg)
     # Where a cell is saved, checkpointed or logged (report_to, tracking_dir) does not change its weights.
     for volatile in ("save", "device", "overwrite", "checkpoint_every", "keep_checkpoints",
-                     "report_to", "tracking_dir"):
+                     "report_to", "tracking_dir", "run_name"):
         d.pop(volatile, None)
     # Keys added after cells were cached leave the key alone at their defaults (those cells stay valid);
     # curve_epochs says where a run is evaluated, not what it trains, so it never enters it.

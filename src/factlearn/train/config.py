@@ -108,6 +108,7 @@ class TrainConfig:
     curve_epochs: list[int] = field(default_factory=list)  # epochs (from this run's start) after which train(on_budget=...) sees the model; [] = none
     report_to: list[str] = field(default_factory=lambda: ["none"])  # tensorboard, wandb, mlflow, trackio (factlearn/tracking.py)
     tracking_dir: Optional[str] = None  # where trackers write files; null = <save's parent>/tracking
+    run_name: Optional[str] = None  # the trackers' name for this run; null = the save folder's name
     overwrite: bool = False
 
     def check(self) -> None:

@@ -40,13 +40,14 @@ class RunLog:
 
 
 def open_train_trackers(cfg: TrainConfig, enabled: bool) -> Trackers:
-    """The run's trackers (main process only), named after the save folder, with the config as parameters."""
+    """The run's trackers (main process only), named `run_name` (else after the save folder), with the config
+    as parameters."""
     if not enabled:
         return Trackers()
     from factlearn.config import to_dict
 
     folder = cfg.tracking_dir or str(Path(cfg.save).resolve().parent / "tracking")
-    return open_trackers(cfg.report_to, "factlearn", Path(cfg.save).name, folder, to_dict(cfg))
+    return open_trackers(cfg.report_to, "factlearn", cfg.run_name or Path(cfg.save).name, folder, to_dict(cfg))
 
 
 def log_summary(trackers: Trackers, summary: dict) -> None:

@@ -55,7 +55,7 @@ def check_same_config(ckpt: Path, cfg: TrainConfig) -> None:
     saved = OmegaConf.to_container(OmegaConf.create((ckpt / "config.yaml").read_text()))
     now = to_dict(cfg)
     ignore = {"overwrite", "eval_every", "eval_tasks", "eval_limit", "log_every", "keep_checkpoints", "report_to",
-              "tracking_dir"}
+              "tracking_dir", "run_name"}
     diff = [k for k in now if k not in ignore and saved.get(k) != now[k]]
     if diff:
         raise UserError(f"--resume with a config that differs from the interrupted run's in {', '.join(diff)} "

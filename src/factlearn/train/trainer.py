@@ -32,7 +32,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from factlearn.config import to_yaml
 from factlearn.train import checkpoint as ckpt_io
@@ -52,7 +52,7 @@ from factlearn.train.schedule import Phase, make_scheduler, plan_phases
 __all__ = ["train", "TrainState", "LIVE_LOG", "make_layout", "BudgetCallback"]
 
 # (model, tokenizer, epochs_done) -> None: a learning-curve point (cfg.curve_epochs), see _curve_point.
-BudgetCallback = Callable[[Any, Any, int], None]
+BudgetCallback = Callable[[Any, Any, int], Optional[dict]]  # may return {task: {metric: value}} to log
 
 
 def make_layout(cfg: TrainConfig, accelerator) -> Layout:
@@ -78,6 +78,7 @@ def train(cfg: TrainConfig, eval_hook: EvalHook | None = None, resume: bool = Fa
     forgetting phases; the point at forget.at_epoch comes before the reset), with the whole model in
     eval mode under torch.no_grad. With a constant learning rate after a fixed warm-up
     (cfg.warmup_steps) the point at N epochs is the model an N-epoch run with the same seed gives.
+    The metrics it may return go to train_log.jsonl (an `eval` row) and the trackers.
     A resumed run does not repeat points of epochs finished before the resume. Every process passes
     an on_budget (only the main one calls it) or none does: a sharded run gathers the copy together.
     """
@@ -350,10 +351,12 @@ def _curve_point(state: TrainState, epochs_done: int) -> None:
         model.eval()
         try:
             with torch.no_grad():
-                state.on_budget(model, state.tokenizer, epochs_done)
+                metrics = state.on_budget(model, state.tokenizer, epochs_done)
         finally:
             model.train()
         state.log.add({"step": state.step, "event": "curve_point", "epochs": epochs_done})
+        if isinstance(metrics, dict):  # the point's scores, in the log and the trackers as eval/<task>/<metric>
+            state.log.add({"step": state.step, "epochs": epochs_done, "eval": metrics})
     del model
     state.accelerator.wait_for_everyone()
 
