@@ -113,16 +113,37 @@ def test_a_control_score_lost_in_training_marks_the_task_broken():
     marks = broken_marks([base, lost, kept], 0.95)
     assert [(m["condition"], m["task"], m["mark"]) for m in marks] == [("referencing", "Eval_QA", BROKEN)]
     assert marks[0]["ci95"][1] < 0 and "lost the capability control" in marks[0]["reason"]
-    # F1 (narrative on QA) is untouched; a broken QA of narrative takes F1 out, with the reason
+
+
+def _qa_evidence(narrative_score: float, n: int = 20) -> Evidence:
     ev = Evidence()
-    for condition, score in (("base", 0.0), ("narrative", 1.0)):
+    for condition, score in (("base", 0.0), ("narrative", narrative_score)):
         method = "base" if condition == "base" else METHOD
         ev.scores[(M, method, condition, "Eval_QA")] = TaskScores("Eval_QA", "exact_match",
-                                                                  {None if method == "base" else 1: {i: score for i in range(20)}})
-    assert next(e for e in conclude(ev) if e["id"] == "F1")["verdict"] == "supported"
-    ev.marked = marks_index(broken_marks([base, _control(METHOD, "narrative", [False] * 20)], 0.95))
-    f1 = next(e for e in conclude(ev) if e["id"] == "F1")
-    assert f1["verdict"] == "not measurable" and "lost the capability control" in f1["evidence"]["notes"][0]
+                                                                  {None if method == "base" else 1: {i: score for i in range(n)}})
+    return ev
+
+
+def test_a_broken_narrative_qa_makes_f1_a_lower_bound_support_stands_a_contradiction_does_not():
+    """A broken skill can only lower narrative's QA, so narrative - base is a lower bound of what it learned."""
+    base, broken = _control("base", "base", [True] * 20), _control(METHOD, "narrative", [False] * 20)
+    learned = _qa_evidence(1.0)
+    assert next(e for e in conclude(learned) if e["id"] == "F1")["verdict"] == "supported"
+    learned.marked = marks_index(broken_marks([base, broken], 0.95))
+    f1 = next(e for e in conclude(learned) if e["id"] == "F1")
+    assert f1["verdict"] == "supported" and "lower bound" in f1["evidence"]["notes"][0]
+    assert "lost the capability control" in f1["evidence"]["notes"][0]
+    nothing = _qa_evidence(0.0, n=200)  # narrative learned nothing measurable: contradicted, unless its QA is broken
+    assert next(e for e in conclude(nothing) if e["id"] == "F1")["verdict"] == "contradicted"
+    nothing.marked = marks_index(broken_marks([base, broken], 0.95))
+    f1 = next(e for e in conclude(nothing) if e["id"] == "F1")
+    assert f1["verdict"] == "inconclusive" and "may be the mark's doing" in f1["evidence"]["notes"][0]
+
+
+def test_the_base_model_is_never_marked_for_answer_form():
+    forms = [{"model": M, "method": method, "condition": condition, "seed": seed, "task": "Eval_QA", "n": 16,
+              "wrong_form_share": 0.625} for method, condition, seed in (("base", "base", None), (METHOD, "narrative", 1))]
+    assert [(m["method"], m["condition"]) for m in wrong_form_marks(forms, 0.25)] == [(METHOD, "narrative")]
 
 
 @pytest.mark.parametrize("level", [0.95, 0.99])

@@ -213,17 +213,33 @@ def _unmeasurable(j: Judge, model: str, task: str) -> str | None:
 
 # --------------------------------------------------------------------------- the findings
 
+def as_lower_bound(verdict: str, why: str | None) -> tuple[str, list[str]]:
+    """The verdict of an effect whose positive side is marked on its task (`why`), and the note to say so.
+
+    Both marks (wrong answer form, a skill broken by training) can only lower the marked side's score:
+    such answers score as wrong. With the side the claim says is higher marked, the measured effect is a
+    lower bound of the knowledge effect, so a support stands, while a contradiction may be the mark's
+    doing and is not decided."""
+    if why is None:
+        return verdict, []
+    if verdict == "contradicted":
+        return "inconclusive", [f"{why}: that can only lower its score, so the small effect may be the mark's "
+                                "doing; not decided"]
+    return verdict, [f"{why}: that can only lower its score, so the effect is a lower bound and the verdict stands"]
+
+
 def f1_qa(j: Judge, model: str, method: str) -> tuple[str, list[Measure], list[str]]:
-    if (why := _unmeasurable(j, model, QA) or j.is_marked(model, [(method, NARR), BASE], QA)):
+    if (why := _unmeasurable(j, model, QA) or j.is_marked(model, [BASE], QA)):
         return "not measurable", [], [why]
     m = j.task_diff(model, (method, NARR), BASE, QA)
     if m is None:
         return "not measurable", [], [f"no {QA} scores for both narrative ({method}) and the base model"]
-    return j.effect_verdict(m), [m], []
+    verdict, notes = as_lower_bound(j.effect_verdict(m), j.is_marked(model, [(method, NARR)], QA))
+    return verdict, [m], notes
 
 
 def f2_transfer(j: Judge, model: str, method: str) -> tuple[str, list[Measure], list[str]]:
-    if (why := _unmeasurable(j, model, QA) or j.is_marked(model, [(method, NARR), BASE], QA)):
+    if (why := _unmeasurable(j, model, QA) or j.is_marked(model, [BASE], QA)):
         return "not measurable", [], [why]
     qa = j.task_diff(model, (method, NARR), BASE, QA)
     parts, notes = j.reasoning(model, (method, NARR), BASE)
@@ -231,7 +247,8 @@ def f2_transfer(j: Judge, model: str, method: str) -> tuple[str, list[Measure], 
         return "not measurable", [], notes + ["needs narrative and base scores on QA and a reasoning task"]
     gain_r = j.mean_of("narrative - base, mean over reasoning tasks", parts)
     effect = j.combine("QA gain - reasoning gain", [qa, gain_r], [1.0, -1.0])
-    return j.effect_verdict(effect), [effect, qa, gain_r, *parts], notes
+    verdict, bound = as_lower_bound(j.effect_verdict(effect), j.is_marked(model, [(method, NARR)], QA))
+    return verdict, [effect, qa, gain_r, *parts], bound + notes
 
 
 def _reasoning_effect(j: Judge, model: str, a: tuple[str, str], b: tuple[str, str], label: str):

@@ -1,7 +1,9 @@
 """Tasks a condition cannot be judged on: answers in the wrong form, and capabilities training broke.
 
-Two marks, each per (model, method, condition, task), each taking the task out of the findings' evidence
-for that condition (conclusions say so, and use the task's likelihood form where it has one):
+Two marks, each per (model, method, condition, task) of a trained model, each taking the task out of the
+findings' evidence for that condition (conclusions say so, and use the task's likelihood form where it has
+one), except where the claim says the marked side is the higher one: both marks can only lower a score
+(such answers score as wrong), so there the effect is a lower bound (conclusions.as_lower_bound):
 
 - wrong form: more than `wrong_form_share` (run config, default 0.25) of the condition's generated
   answers are not of the asked-for kind (a reference phrase such as "the former", another entity type,
@@ -75,9 +77,14 @@ def answer_forms(run_dir: str | Path, evaluations: list[dict]) -> list[dict]:
 
 
 def wrong_form_marks(forms: list[dict], share: float) -> list[dict]:
-    """The (model, method, condition, task) whose wrong-form share, pooled over seeds, exceeds `share`."""
+    """The trained (model, method, condition, task) whose wrong-form share, pooled over seeds, exceeds `share`.
+
+    The base model is never marked: it never saw the fictional facts, so its answers are guesses in any
+    form, and whether it can answer a task's form at all is the capability control's decision (beyond)."""
     pooled: dict[tuple, list[int]] = {}
     for f in forms:
+        if f["method"] == "base":
+            continue
         key = (f["model"], f["method"], f["condition"], f["task"])
         wrong = round(f["wrong_form_share"] * f["n"])
         total = pooled.setdefault(key, [0, 0])
