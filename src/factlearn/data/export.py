@@ -23,7 +23,7 @@ from factlearn.data.schema import CONFIGS, SPLIT_OF, conform
 from factlearn.data.world import World
 from factlearn.errors import UserError
 from factlearn.data.facts_file import SPEC_NAME
-from factlearn.data.custom import GENERATOR_VERSION as FACTS_VERSION, FactsWorld
+from factlearn.data.custom import FACTS_GENERATOR_VERSION as FACTS_VERSION, FactsWorld
 from factlearn.data.build import GENERATOR_VERSION, build_cca
 from factlearn import __version__
 
