@@ -152,6 +152,13 @@ def test_a_run_with_curves_reports_them_plots_them_and_decides_f3_at_matched_kno
             assert set(b["tasks"]) == set(results["run_config"]["curve"]["tasks"])
             for v in b["tasks"].values():
                 assert v["ci"][0] - 1e-9 <= v["value"] <= v["ci"][1] + 1e-9 and v["n_items"] >= 1
+    # curves.md: a row per condition and budget whose cells are results.json's values
+    rows = [line.split(" | ") for line in (out / "curves.md").read_text().splitlines()[2:]]
+    assert len(rows) == sum(len(c["budgets"]) for c in results["curves"])
+    qa_column = (out / "curves.md").read_text().splitlines()[0].split(" | ").index("QA")
+    narrative_1 = next(r for r in rows if r[2] == "narrative" and r[3] == "1")
+    qa = by_condition["narrative"]["budgets"][0]["tasks"]["Eval_QA"]
+    assert narrative_1[qa_column] == f"{qa['value']:.3f} [{qa['ci'][0]:.2f}, {qa['ci'][1]:.2f}]"
     ids = [e["id"] for e in results["conclusions"]]
     assert ids.index("F3k") == ids.index("F3") + 1
     f3k = results["conclusions"][ids.index("F3k")]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from factlearn.atomic import atomic_write_json, atomic_write_text
 from factlearn.errors import UserError
-from factlearn.report.dose import curve_evidence, curves_table
+from factlearn.report.dose import curve_evidence, curves_markdown, curves_table
 from factlearn.run.cells import CellStore
 from factlearn.versions import stack_versions
 from factlearn.report.tables import mark_beyond, ordered_tasks, table_rows, to_csv, to_markdown
@@ -146,7 +146,8 @@ def add_conclusions(results: dict, run_dir: Path) -> dict:
 
 
 def build_report(run_dir: str | Path) -> dict:
-    """Write results.json, table.md, table.csv, plots/*.png and report.html; return the results."""
+    """Write results.json, table.md, table.csv, plots/*.png, report.html and, with learning curves,
+    curves.md; return the results."""
     from factlearn.report.html import render_html
 
     run_dir = Path(run_dir)
@@ -158,6 +159,8 @@ def build_report(run_dir: str | Path) -> dict:
     atomic_write_text(run_dir / "table.md", to_markdown(results["table"]["rows"], tasks, results["run_config"]["num_fewshot"])
                       + (f"\n{numerics_note}\n" if numerics_note else ""))
     atomic_write_text(run_dir / "table.csv", to_csv(results["table"]["rows"], tasks))
+    if results.get("curves"):
+        atomic_write_text(run_dir / "curves.md", curves_markdown(results["curves"]))
     atomic_write_json(run_dir / "results.json", results)
     atomic_write_text(run_dir / "report.html", render_html(results, run_dir))
     return results

@@ -82,6 +82,26 @@ def curves_table(ev: CurveEvidence, level: float) -> list[dict]:
     return out
 
 
+def curves_markdown(curves: list[dict]) -> str:
+    """results["curves"] as one markdown table: a row per condition and budget, a column per curve task
+    (value [interval]), with the budget in epochs and in training sentences per fact (curves.md, terminal)."""
+    from factlearn.report.tables import column_title
+
+    tasks = list(dict.fromkeys(t for c in curves for b in c["budgets"] for t in b["tasks"]))
+    lines = ["| model | method | condition | epochs | sentences/fact | " + " | ".join(column_title(t) for t in tasks) + " |",
+             "|---|---|---|---:|---:|" + "---:|" * len(tasks)]
+    for c in curves:
+        for b in c["budgets"]:
+            cells = []
+            for t in tasks:
+                v = b["tasks"].get(t)
+                cells.append("" if v is None or v["value"] is None else
+                             f"{v['value']:.3f} [{v['ci'][0]:.2f}, {v['ci'][1]:.2f}]" if v.get("ci") else f"{v['value']:.3f}")
+            lines.append(f"| {c['model']} | {c['method']} | {c['condition']} | {b['epochs']} | "
+                         f"{b['sentences_per_fact']:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def evidence_at(ev: CurveEvidence, chosen: dict[Condition, int], base: Evidence) -> Evidence:
     """One Evidence holding each chosen condition's scores at its chosen budget; the capability control
     and the answer-form marks come from the run's single-budget evidence `base`."""
