@@ -444,3 +444,22 @@ def test_run_scope_names_each_corpus_budget():
                               "corpus_overrides": {"Corpus_referencing": ["epochs=1"]}},
                "world": {"n_countries": 8}}
     assert run_scope(results) == {"world_size": "8 countries", "budgets": {"narrative": "epochs=5", "referencing": "epochs=1"}}
+
+
+def _tested(fid: str, verdict: str, p: float) -> dict:
+    return {"id": fid, "verdict": verdict, "evidence": {"measurements": [{"name": fid, "p_value": p}], "notes": []}}
+
+
+def test_a_support_that_does_not_survive_holm_is_inconclusive():
+    from factlearn.report.fairness import apply_holm
+
+    borderline = [_tested("F1", "supported", 0.03), _tested("F3k", "supported", 0.04)]
+    apply_holm(borderline, 0.95)  # Holm: 0.06 and 0.06, above 0.05
+    assert [e["verdict"] for e in borderline] == ["inconclusive", "inconclusive"]
+    assert "not after Holm's correction over the run's 2 tested findings" in borderline[0]["evidence"]["notes"][0]
+    clear = [_tested("F1", "supported", 0.001), _tested("F3k", "supported", 0.04), _tested("F4", "contradicted", 0.9)]
+    apply_holm(clear, 0.95)  # Holm: 0.003, 0.08, 0.9: only the second support falls; a contradiction is no p-test
+    assert [e["verdict"] for e in clear] == ["supported", "inconclusive", "contradicted"]
+    unchanged = [_tested("F1", "supported", 0.03), _tested("F3k", "supported", 0.04)]
+    apply_holm(unchanged)  # without a level only the adjusted p values are added
+    assert [e["verdict"] for e in unchanged] == ["supported", "supported"] and unchanged[0]["p_holm"] == pytest.approx(0.06)

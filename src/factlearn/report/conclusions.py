@@ -471,5 +471,5 @@ def conclude(evidence: Evidence, level: float = 0.95, min_effect: float = MIN_EF
             out.append(entry)
     for e in out:
         e.setdefault("scope", "no trained model")
-    apply_holm(out)
+    apply_holm(out, j.level)
     return out

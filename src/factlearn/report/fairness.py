@@ -137,13 +137,22 @@ def scope_text(model, method, seeds: Sequence, world_size: int | None, budgets: 
     return "; ".join(parts)
 
 
-def apply_holm(entries: list[dict]) -> None:
-    """Add p_raw / p_holm to every entry's primary test (its first measurement), in place."""
+def apply_holm(entries: list[dict], level: float | None = None) -> None:
+    """Add p_raw / p_holm to every entry's primary test (its first measurement), in place.
+
+    With `level`, a `supported` whose Holm-adjusted p exceeds 1 - level becomes inconclusive: each
+    finding's interval is at the uncorrected level, and the run tests several findings at once."""
     firsts = [e["evidence"]["measurements"][0] if e["evidence"]["measurements"] else None for e in entries]
     raw = [m.get("p_value") if m is not None else None for m in firsts]
+    family = sum(1 for x in raw if x is not None)
     for e, p, adj in zip(entries, raw, holm_adjust(raw)):
         e["p_raw"], e["p_holm"] = p, adj
-        e["holm_family"] = sum(1 for x in raw if x is not None)
+        e["holm_family"] = family
+        if level is not None and e["verdict"] == "supported" and adj is not None and adj > 1 - level:
+            e["verdict"] = "inconclusive"
+            e["evidence"]["notes"].insert(0,  # first: the reason the verdict is not what its interval says
+                f"supported at the uncorrected level (p={p:.2g}), not after Holm's correction over the run's "
+                f"{family} tested findings (p_holm={adj:.2g} > {1 - level:.2g}): not decided")
 
 
 def run_scope(results: dict) -> dict:

@@ -116,7 +116,7 @@ def add_curve_findings(entries: list[dict], evidence: Evidence, curves: CurveEvi
             f4["evidence"]["measurements"] += [m.to_dict() for m in along]
             f4["evidence"]["notes"].append("along the curves, forgetting - continued on the reasoning mean: " + ", ".join(
                 f"{m.extra['epochs']} epochs {m.value:+.2f} [{m.ci[0]:.2f}, {m.ci[1]:.2f}]" for m in along))
-    apply_holm(entries)
+    apply_holm(entries, level_)
     return entries
 
 
