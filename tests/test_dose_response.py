@@ -179,3 +179,16 @@ def test_a_rerun_reuses_the_curve_cells(curve_run):
     out, plan, _ = curve_run
     again = execute_plan(plan, out, profile="test", write_report=build_report)
     assert not again.executed and len(again.reused) == len(plan.cells)
+
+
+def test_the_reasoning_vs_knowledge_axis_follows_f3k_where_qa_is_answered_in_the_wrong_form():
+    from factlearn.report.plots import knowledge_axis
+
+    curves = [{"model": "m", "method": "full", "condition": c,
+               "budgets": [{"epochs": 1, "tasks": {"Eval_QA": {}, "Eval_multiple_choice_cloze": {}}}]}
+              for c in ("narrative", "referencing")]
+    assert knowledge_axis(curves, []) == "Eval_QA"
+    marks = [{"model": "m", "method": "full", "condition": "referencing", "task": "Eval_QA", "mark": "wrong form"}]
+    assert knowledge_axis(curves, marks) == "Eval_multiple_choice_cloze"
+    other_model = [{**marks[0], "model": "other"}]
+    assert knowledge_axis(curves, other_model) == "Eval_QA"

@@ -72,7 +72,8 @@ def print_summary(run_dir: Path, seconds: float | None, executed: int | None, re
     if results.get("curves"):
         from factlearn.report.dose import curves_markdown
 
-        console.print("\nLearning curves (score [interval] after each budget; curves.md, plots/):", highlight=False)
+        console.print("\nLearning curves (score [interval] after each budget; curves.md, plots/):", highlight=False,
+                      markup=False)
         console.print(curves_markdown(results["curves"]).rstrip(), highlight=False, markup=False, soft_wrap=True)
     for line in conclusion_lines(results):
         console.print(line, highlight=False, markup=False, soft_wrap=True)

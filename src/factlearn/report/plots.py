@@ -159,18 +159,27 @@ def reasoning_of(tasks: dict) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def knowledge_axis(curves: list[dict], marks: list[dict]) -> str | None:
+    """The knowledge task of one model's curves, as F3k reads it: QA, unless a curve's condition answers
+    QA in the wrong form (report/forms.py), then MC cloze; None when the curves have neither."""
+    from factlearn.data.schema import KNOWLEDGE_CONFIGS
+
+    present = {t for c in curves for b in c["budgets"] for t in b["tasks"]}
+    wrong_form = {m["task"] for m in marks if m["mark"] == "wrong form" and any(
+        (c["model"], c["method"], c["condition"]) == (m["model"], m["method"], m["condition"]) for c in curves)}
+    return next((t for t in KNOWLEDGE_CONFIGS if t in present and t not in wrong_form), None)
+
+
 def plot_reasoning_vs_knowledge(results: dict, plots_dir: Path) -> list[dict]:
     """The paper's question in one picture: x = knowledge (QA, or MC cloze) at a budget, y = reasoning at the
     same budget, one line per condition, points labelled with their epochs."""
     from factlearn.analyze.plotting import pyplot, save_figure
-    from factlearn.data.schema import KNOWLEDGE_CONFIGS
 
     plt = pyplot()
     figures = []
     for model in dict.fromkeys(c["model"] for c in results["curves"]):
         curves = [c for c in results["curves"] if c["model"] == model]
-        present = {t for c in curves for b in c["budgets"] for t in b["tasks"]}
-        know = next((t for t in KNOWLEDGE_CONFIGS if t in present), None)
+        know = knowledge_axis(curves, results.get("marks") or [])
         if know is None:
             continue
         fig, ax = plt.subplots(figsize=(5.6, 4.6))
