@@ -34,8 +34,7 @@ ALLOWED = {
     # Writes into `root`, the atomic_dir temp folder that its only caller, export(), passes in.
     ("data/export.py", "_write_config"): "inside export()'s atomic_dir",
     # A stream captured while training, inside the cell folder that CellStore.execute builds with atomic_dir.
-    ("run/execute.py", "CellExecutor._run_train"): "inside the cell's atomic_dir",
-    ("run/execute.py", "CellExecutor._run_curve"): "inside the cell's atomic_dir (its train_stderr.txt, as a train cell's)",
+    ("run/execute.py", "CellExecutor._train_here"): "inside the cell's atomic_dir (train and curve cells)",
     # The sharded ranks' output, captured the same way, in the same cell folder.
     ("run/sharded.py", "train_sharded"): "inside the cell's atomic_dir",
     # Rank 0 moves the ranks' staged output into `folder`, the temp folder CellStore.execute passes to commit.

@@ -135,13 +135,14 @@ def add_conclusions(results: dict, run_dir: Path) -> dict:
     from factlearn.stats import PARITY_MARGIN
 
     margin = results["run_config"].get("parity_margin", PARITY_MARGIN)
-    results["conclusions"] = conclude(evidence, level, parity_margin=margin, scope=run_scope(results))
+    scope = run_scope(results)
+    results["conclusions"] = conclude(evidence, level, parity_margin=margin, scope=scope)
     curves = curve_evidence(run_dir, read_plan(run_dir)["cells"])
     if curves.points:  # learning curves: the table, and the findings decided at matched knowledge
         from factlearn.report.matched import add_curve_findings
 
         results["curves"] = curves_table(curves, level)
-        add_curve_findings(results["conclusions"], evidence, curves, level, margin, run_scope(results))
+        add_curve_findings(results["conclusions"], evidence, curves, level, margin, scope)
     return results
 
 

@@ -34,6 +34,12 @@ def write_curve_log(own_log: Path, out: Path, first_pass_log: Path | None) -> Pa
     return atomic_write_text(out, text + own_log.read_text())
 
 
+def read_summary(trained: Path) -> dict:
+    """A finished training folder's train_summary.json ({} when the trainer wrote none)."""
+    path = trained / "train_summary.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 class CellExecutor:
     """Runs cells of one GridPlan; `log` receives short status lines for the progress display."""
 
@@ -83,48 +89,45 @@ class CellExecutor:
 
     def tracking(self, cell: Cell) -> TrackingTarget | None:
         """Where a training cell's trackers log (the run's report_to), or None without trackers."""
-        if not check_report_to(self.plan.cfg.report_to):
+        names = check_report_to(self.plan.cfg.report_to)
+        if not names:
             return None
-        return TrackingTarget(tuple(check_report_to(self.plan.cfg.report_to)), str(self.store.run_dir / "tracking"),
-                              cell_run_name(cell.title, cell.key))
+        return TrackingTarget(tuple(names), str(self.store.run_dir / "tracking"), cell_run_name(cell.title, cell.key))
+
+    def _train_here(self, train_cfg, folder: Path, on_budget=None) -> Path:
+        """Train in this process. The trainer's own tqdm bar would fight the run's progress display; keep it
+        (and any warnings) in the cell folder instead. tqdm picks up sys.stderr when the bar is created."""
+        from factlearn.train import train
+
+        try:
+            with open(folder / "train_stderr.txt", "w") as err, contextlib.redirect_stderr(err):
+                return Path(train(train_cfg, on_progress=self._on_train_progress, on_budget=on_budget))
+        finally:
+            self._live = None
 
     # -- steps ----------------------------------------------------------------------------------
     def _run_train(self, cell: Cell, folder: Path) -> dict:
-        from factlearn.train import train
-
         first_pass = self.store.path(cell.spec["first_pass"]) / TRAINED_SUBDIR if "first_pass" in cell.spec else None
         # active forgetting continues from the plain run's weights, a finished cell by now
         train_cfg = with_first_pass(self.plan.train_cfgs[cell.key], save=str(folder / TRAINED_SUBDIR),
                                     first_pass=None if first_pass is None else str(first_pass),
                                     tracking=self.tracking(cell))
         self._loaded = None  # training needs the memory
-        if self.train_processes:
-            out = self._train_sharded(train_cfg, folder)
-        else:
-            # The trainer's own tqdm bar would fight the run's progress display; keep it (and any warnings)
-            # in the cell folder instead. tqdm picks up sys.stderr when the bar is created.
-            try:
-                with open(folder / "train_stderr.txt", "w") as err, contextlib.redirect_stderr(err):
-                    out = Path(train(train_cfg, on_progress=self._on_train_progress))
-            finally:
-                self._live = None
+        out = self._train_sharded(train_cfg, folder) if self.train_processes else self._train_here(train_cfg, folder)
         write_curve_log(out / "train_log.jsonl", folder / CURVE_LOG,
                         first_pass / "train_log.jsonl" if first_pass is not None else None)
-        summary_file = out / "train_summary.json"
-        summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
-        return {"summary": summary, "config": to_dict(train_cfg)}
+        return {"summary": read_summary(out), "config": to_dict(train_cfg)}
 
     def _run_curve(self, cell: Cell, folder: Path) -> dict:
         """A learning curve (run/curves.py): train at a constant rate after warm-up and evaluate the curve
         tasks at the end of each budget's epoch; each point's records go to points/epoch_<N>.jsonl."""
         from factlearn.evaluate import evaluate
-        from factlearn.train import train
 
         cfg, spec = self.plan.cfg, cell.spec["curve"]["eval"]
         points: list[dict] = []
         (folder / "points").mkdir()
 
-        def on_budget(model, tokenizer, epochs: int) -> None:
+        def on_budget(model, tokenizer, epochs: int) -> dict:
             result = evaluate(model, tokenizer, tasks=spec["tasks"], data=self.plan.world.data,
                               num_fewshot=spec["num_fewshot"], limit=spec["limit"], batch_size=cfg.eval_batch_size,
                               shots=spec["shots"], level=cfg.ci_level)
@@ -137,16 +140,10 @@ class CellExecutor:
         train_cfg = with_first_pass(self.plan.train_cfgs[cell.key], save=str(folder / TRAINED_SUBDIR), first_pass=None,
                                     tracking=self.tracking(cell))
         self._loaded = None  # training needs the memory
-        try:
-            with open(folder / "train_stderr.txt", "w") as err, contextlib.redirect_stderr(err):
-                out = Path(train(train_cfg, on_progress=self._on_train_progress, on_budget=on_budget))
-        finally:
-            self._live = None
+        out = self._train_here(train_cfg, folder, on_budget=on_budget)
         for weights in out.glob("*.safetensors"):  # a curve keeps its points, not its weights (~0.5 GB each)
             weights.unlink()
-        summary_file = out / "train_summary.json"
-        return {"points": points, "summary": json.loads(summary_file.read_text()) if summary_file.is_file() else {},
-                "rows_per_fact": cell.labels.get("rows_per_fact")}
+        return {"points": points, "summary": read_summary(out), "rows_per_fact": cell.labels.get("rows_per_fact")}
 
     def _train_sharded(self, train_cfg, folder: Path) -> Path:
         """The cell trained by FSDP2 ranks over every device of the run (run/sharded.py)."""

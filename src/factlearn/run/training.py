@@ -51,7 +51,7 @@ def with_first_pass(train_cfg: TrainConfig, save: str, first_pass: str | None,
     Not re-checked: the recipe was checked at load, and start_layer and from_model come together here."""
     ready = copy.deepcopy(train_cfg)
     ready.save = save
-    if tracking is not None and tracking.report_to:
+    if tracking is not None:
         ready.report_to, ready.tracking_dir, ready.run_name = list(tracking.report_to), tracking.folder, tracking.name
     if first_pass is not None:
         ready.forget.from_model = first_pass

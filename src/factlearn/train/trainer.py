@@ -51,8 +51,8 @@ from factlearn.train.schedule import Phase, make_scheduler, plan_phases
 
 __all__ = ["train", "TrainState", "LIVE_LOG", "make_layout", "BudgetCallback"]
 
-# (model, tokenizer, epochs_done) -> None: a learning-curve point (cfg.curve_epochs), see _curve_point.
-BudgetCallback = Callable[[Any, Any, int], Optional[dict]]  # may return {task: {metric: value}} to log
+# (model, tokenizer, epochs_done) -> metrics or None: a learning-curve point (cfg.curve_epochs), see _curve_point.
+BudgetCallback = Callable[[Any, Any, int], Optional[dict]]  # metrics: {task: {metric: value}}, logged
 
 
 def make_layout(cfg: TrainConfig, accelerator) -> Layout:
