@@ -51,8 +51,8 @@ def test_evaluate_model_gives_the_engine_records_and_the_cli_files(tiny, world, 
     assert result.metrics == direct.metrics and result.intervals == direct.intervals
     assert [r["prediction"] for r in result.records["Eval_QA"]] == [r["prediction"] for r in direct.records["Eval_QA"]]
     saved = json.loads((tmp_path / "ev" / "results.json").read_text())
-    assert saved["metrics"] == result.metrics and set(saved["ci95"]["Eval_QA"]) == {"exact_match", "f1"} or \
-        set(saved["ci95"]["Eval_QA"]) == set(result.metrics["Eval_QA"])
+    assert saved["metrics"] == result.metrics and set(saved["ci"]["Eval_QA"]) == {"exact_match", "f1"} or \
+        set(saved["ci"]["Eval_QA"]) == set(result.metrics["Eval_QA"])
     lines = (tmp_path / "ev" / "records" / "Eval_QA.jsonl").read_text().splitlines()
     assert len(lines) == 3
 

@@ -62,7 +62,7 @@ def test_few_agreeing_items_are_inconclusive_not_contradicted():
     # 3 items where both models score 0: no evidence of "no effect" (a plain bootstrap would say [0, 0])
     entry = finding(conclude(evidence({("base", QA): items(0, 3), ("narrative", QA): items(0, 3)})), "F1")
     assert entry["verdict"] == "inconclusive"
-    lo, hi = entry["evidence"]["measurements"][0]["ci95"]
+    lo, hi = entry["evidence"]["measurements"][0]["ci"]
     assert lo < -0.2 and hi > 0.2
 
 
@@ -214,12 +214,12 @@ def test_f6_ablation_locus(expected):
 def test_ablation_locus_rule():
     assert [third(k, 9) for k in (1, 3, 4, 6, 7, 9, 10)] == ["lower", "lower", "middle", "middle", "upper",
                                                              "upper", "nowhere"]
-    loc = ablation_locus({1: sweep(6)})
+    loc = ablation_locus({1: sweep(6)}, 0.95)
     assert loc["k"] == 6 and loc["class"] == "middle" and loc["decided"] and loc["ci"] == [6, 6]
-    wide = ablation_locus({1: sweep(6, partial=7)})
+    wide = ablation_locus({1: sweep(6, partial=7)}, 0.95)
     assert wide["ci"] == [3, 6] and not wide["decided"]
     flat = sweep(99)
-    assert ablation_locus({1: flat})["class"] == "nowhere"
+    assert ablation_locus({1: flat}, 0.95)["class"] == "nowhere"
 
 
 # --------------------------------------------------------------------------- the entries themselves
@@ -233,8 +233,8 @@ def test_entries_carry_rule_and_evidence_and_are_json():
     for e in entries:
         assert e["rule"] and e["claim"] and e["model"] == M and e["method"] == METHOD
         for m in e["evidence"]["measurements"]:
-            assert {"name", "value", "ci95", "p_value", "test"} <= set(m)
-            assert len(m["ci95"]) == 2
+            assert {"name", "value", "ci", "p_value", "test"} <= set(m)
+            assert len(m["ci"]) == 2
     json.dumps(entries)
     assert "McNemar" in finding(entries, "F1")["evidence"]["measurements"][0]["test"]
 
@@ -248,8 +248,8 @@ def test_level_is_validated_and_changes_the_interval():
     ev = evidence(F1_CASES["supported"])
     with pytest.raises(UserError):
         conclude(ev, level=1.0)
-    ci95 = finding(conclude(ev), "F1")["evidence"]["measurements"][0]["ci95"]
-    ci50 = finding(conclude(ev, level=0.5), "F1")["evidence"]["measurements"][0]["ci95"]
+    ci95 = finding(conclude(ev), "F1")["evidence"]["measurements"][0]["ci"]
+    ci50 = finding(conclude(ev, level=0.5), "F1")["evidence"]["measurements"][0]["ci"]
     assert ci95[0] <= ci50[0] and ci50[1] <= ci95[1] and ci50 != ci95
     assert "50 %" in finding(conclude(ev, level=0.5), "F1")["rule"]
 
@@ -345,7 +345,7 @@ def test_conditional_transfer_per_fact():
     (ct,) = [m for m in entry["evidence"]["measurements"] if m["name"].startswith("P(")]
     assert ct["per_condition"]["referencing"]["p"] == pytest.approx(1.0)
     assert ct["per_condition"]["narrative"]["p"] == pytest.approx(0.25)
-    assert ct["value"] == pytest.approx(0.75) and ct["n_facts"] == 8 and ct["ci95"][0] > 0
+    assert ct["value"] == pytest.approx(0.75) and ct["n_facts"] == 8 and ct["ci"][0] > 0
     assert "cluster" in entry["evidence"]["measurements"][1]["test"]
 
 
@@ -398,7 +398,7 @@ def test_terminal_and_html_never_show_a_bare_verdict():
     f1 = next(line for line in verdict_lines if line.strip().startswith("F1"))
     assert "Holm" in f1
     assert set(VERDICTS) <= set(VERDICT_STYLE)
-    page = conclusions_html({"conclusions": entries})
+    page = conclusions_html({"conclusions": entries, "ci_level": 0.95})
     assert "not comparable" in page and "seed-to-seed variation not measured" in page and "Holm" in page
 
 
@@ -414,7 +414,7 @@ def test_f6_uses_both_sweeps():
     entry = finding(conclude(evidence({("base", QA): items(0)}, ablations=agree)), "F6")
     assert entry["verdict"] == "supported"
     td = [m for m in entry["evidence"]["measurements"] if "top-down" in m["name"]]
-    assert td[0]["ci95"] == [4, 6] and td[0]["class"] == "middle" and td[1]["class"] == "lower"
+    assert td[0]["ci"] == [4, 6] and td[0]["class"] == "middle" and td[1]["class"] == "lower"
     # top-down losing it already at k=3 -> [7, 9]: upper, against the bottom-up middle
     disagree = ablation_case(with_top_down(sweep(6), 3), with_top_down(sweep(3), 9))
     entry = finding(conclude(evidence({("base", QA): items(0)}, ablations=disagree)), "F6")
@@ -429,7 +429,7 @@ def test_cluster_interval_is_used_and_never_narrower_than_the_item_one():
     ev.facts = {QA: {i: f"f{i // 5}" for i in range(N)}}
     clustered = finding(conclude(ev), "F1")["evidence"]["measurements"][0]
     assert "cluster bootstrap over 4 facts" in clustered["test"] and "McNemar" in plain["test"]
-    assert clustered["ci95"][0] < plain["ci95"][0] - 0.05 and clustered["ci95"][1] >= plain["ci95"][1]
+    assert clustered["ci"][0] < plain["ci"][0] - 0.05 and clustered["ci"][1] >= plain["ci"][1]
     # 3 facts on which both agree: still not a zero-width "no effect"
     few = evidence({("base", QA): items(0, 3), ("narrative", QA): items(0, 3)})
     few.facts = {QA: {i: f"f{i}" for i in range(3)}}

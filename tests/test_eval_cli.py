@@ -154,7 +154,7 @@ def test_control_eval_marks_tasks_and_writes_capability(tmp_path, tiny_model_dir
         assert entry["level"] == 0.95 and entry["successes"] == round(entry["value"] * 8)
         assert entry["beyond"] == (entry["p_value"] >= 0.05)
     assert cap["Eval_QA"]["beyond"] is True  # a random model gets no capital right
-    assert set(results["ci95"]["Eval_QA"]) == {"exact_match", "f1"}
+    assert set(results["ci"]["Eval_QA"]) == {"exact_match", "f1"}
     assert results["contamination"]["Eval_QA"]["share"] == 0.0
     assert "BEYOND" in proc.stdout
 

@@ -39,21 +39,21 @@ def test_every_score_has_an_interval(run_dir):
         for task, metrics in ev["metrics"].items():
             assert metrics, f"{ev['key']} {task} has no metric"
             for metric, value in metrics.items():
-                _check_ci(value, ev["ci95"][task][metric], f"{ev['key']} {task} {metric}")
+                _check_ci(value, ev["ci"][task][metric], f"{ev['key']} {task} {metric}")
     for row in results["table"]["rows"]:
         assert row["values"], row["condition"]
         for task, v in row["values"].items():
-            _check_ci(v["mean"], v["ci95"], f"table {row['condition']} {task}")
+            _check_ci(v["mean"], v["ci"], f"table {row['condition']} {task}")
     for p in results["probes"]:
         assert p["result"]["summary"] and all(p["result"]["summary"].values()), p["condition"]
         for group, ratios in p["result"]["summary"].items():
             for ratio, s in ratios.items():
-                _check_ci(s["mean"], s["ci95"], f"probe {p['condition']} {group} {ratio}")
+                _check_ci(s["mean"], s["ci"], f"probe {p['condition']} {group} {ratio}")
     for a in results["ablations"]:
         points = [pt for rows in a["result"]["sweeps"].values() for pt in rows] + list(a["result"]["entries"].values())
         assert points and a["result"]["tasks"]
         for pt in points:
-            assert set(pt["ci95"]) == set(a["result"]["tasks"])
+            assert set(pt["ci"]) == set(a["result"]["tasks"])
 
 
 def test_comparisons_and_conclusions(run_dir):
@@ -62,7 +62,7 @@ def test_comparisons_and_conclusions(run_dir):
     assert {("narrative", "base"), ("referencing", "base"), ("narrative", "referencing"),
             ("narrative+forgetting", "narrative")} <= pairs
     for c in results["comparisons"]:
-        assert c["ci95"][0] <= c["diff"] <= c["ci95"][1] and 0 <= c["p_value"] <= 1
+        assert c["ci"][0] <= c["diff"] <= c["ci"][1] and 0 <= c["p_value"] <= 1
         assert c["test"] in ("exact McNemar", "paired bootstrap")
     ids = [e["id"] for e in results["conclusions"]]
     assert ids == ["F1", "F2", "F3", "F4", "F5", "F6"]
@@ -74,7 +74,7 @@ def test_tables_show_intervals(run_dir):
     assert re.search(r"\d\.\d{3} \[\d\.\d{2}, \d\.\d{2}\]", md)
     with open(run_dir / "table.csv") as f:
         rows = list(csv.DictReader(f))
-    assert all(r["Eval_QA_ci95_low"] and float(r["Eval_QA_ci95_low"]) <= float(r["Eval_QA"]) for r in rows)
+    assert all(r["Eval_QA_ci_low"] and float(r["Eval_QA_ci_low"]) <= float(r["Eval_QA"]) for r in rows)
 
 
 def test_html_opens_with_what_this_run_shows(run_dir):

@@ -85,7 +85,7 @@ def test_entity_answers_are_not_marked_and_the_share_is_strict(tmp_path):
 
 def test_marked_values_have_their_symbol_and_note_in_md_csv(tmp_path):
     evaluations, _ = built_run(tmp_path, "the first one")
-    results = {"run_config": {"wrong_form_share": 0.3}, "evaluations": evaluations,
+    results = {"run_config": {"wrong_form_share": 0.3}, "ci_level": 0.95, "evaluations": evaluations,
                "table": {"tasks": [IND], "rows": table_rows(evaluations, [IND])}}
     add_marks(results, tmp_path)
     rows = results["table"]["rows"]
@@ -112,7 +112,7 @@ def test_a_control_score_lost_in_training_marks_the_task_broken():
     kept = _control(METHOD, "narrative", [True] * 19 + [False])
     marks = broken_marks([base, lost, kept], 0.95)
     assert [(m["condition"], m["task"], m["mark"]) for m in marks] == [("referencing", "Eval_QA", BROKEN)]
-    assert marks[0]["ci95"][1] < 0 and "lost the capability control" in marks[0]["reason"]
+    assert marks[0]["ci"][1] < 0 and "lost the capability control" in marks[0]["reason"]
 
 
 def _qa_evidence(narrative_score: float, n: int = 20) -> Evidence:

@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import signal
+import shutil
 import subprocess
 import sys
 import time
@@ -95,7 +96,7 @@ def test_table_shape_and_values_match_results(tiny_run):
     assert set(TASKS) <= set(rows[0]) and len(rows[0]) == 4 + 4 * len(TASKS) + 1 + has_marks
     marks = [m for r in rows if has_marks and r["marked"] for m in r["marked"].split(";")]
     assert has_marks == bool(marks) and all(m.split(":")[0] in TASKS for m in marks), marks
-    assert all(float(row[f"{t}_ci95_low"]) <= float(row[t]) <= float(row[f"{t}_ci95_high"]) for row in rows for t in TASKS)
+    assert all(float(row[f"{t}_ci_low"]) <= float(row[t]) <= float(row[f"{t}_ci_high"]) for row in rows for t in TASKS)
     assert rows[0]["beyond_model"] == ";".join(t for t in TASKS if results["control"][rows[0]["model"]].get(t, {}).get("beyond"))
     evals = {e["condition"]: e for e in results["evaluations"]}
     for row in rows:
@@ -235,3 +236,24 @@ def test_live_training_progress_counts_optimizer_steps_not_log_lines(tiny_model_
     assert executor.live_fraction() is None  # nothing shown once the cell is done
     logged = (store.path(cell.key) / CURVE_LOG).read_text().count('"loss"')
     assert logged < steps  # the old count of log lines would have stopped short
+
+
+
+def test_intervals_are_named_ci_at_the_stated_level_and_old_folders_still_report(tiny_run, tmp_path):
+    """Result keys say `ci` beside `ci_level` (not `ci95` whatever the level); cells store no interval
+    (the report computes them), so a folder whose run config predates `ci_level` rebuilds to the same
+    results at the default level."""
+    run_dir, _, _ = tiny_run
+    text = (run_dir / "results.json").read_text()
+    new = json.loads(text)
+    assert new["ci_level"] == 0.95 and '"ci95"' not in text and '"ci"' in text
+    assert all("ci" in v for row in new["table"]["rows"] for v in row["values"].values()) and new["table"]["rows"]
+    old_dir = tmp_path / "old"
+    shutil.copytree(run_dir, old_dir)
+    assert not any("ci95" in f.read_text() or '"ci"' in f.read_text() for f in (old_dir / "cells").glob("*/result.json"))
+    plan = json.loads((old_dir / "plan.json").read_text())
+    del plan["run_config"]["ci_level"]
+    (old_dir / "plan.json").write_text(json.dumps(plan))
+    rebuilt = build_report(old_dir)
+    assert rebuilt["ci_level"] == 0.95
+    assert rebuilt["table"] == new["table"] and rebuilt["conclusions"] == new["conclusions"]

@@ -245,15 +245,15 @@ def test_the_control_stores_counts_and_its_capability_is_decided_at_the_reports_
 
     # 5 of 20 right against chance 0.1: one-sided binomial p ~ 0.043, above chance at 0.95, not at 0.99
     counts = {"Eval_QA": {"metric": "exact_match", "value": 0.25, "successes": 5, "n": 20, "chance": 0.1}}
-    at95 = _capability({"metrics": {}, "counts": counts}, {"ci_level": 0.95})["Eval_QA"]
-    at99 = _capability({"metrics": {}, "counts": counts}, {"ci_level": 0.99})["Eval_QA"]
+    at95 = _capability({"metrics": {}, "counts": counts}, 0.95)["Eval_QA"]
+    at99 = _capability({"metrics": {}, "counts": counts}, 0.99)["Eval_QA"]
     assert (at95["beyond"], at99["beyond"]) == (False, True)
     assert (at95["level"], at99["level"]) == (0.95, 0.99) and "ci95" not in at95
     assert at99["interval"][0] < at95["interval"][0] < 0.25 < at95["interval"][1] < at99["interval"][1]
     assert capability_of(counts, 0.95) == {"Eval_QA": at95}
     old = {"Eval_QA": {"metric": "exact_match", "value": 0.25, "ci95": [0.11, 0.47], "n": 20, "chance": 0.1,
                        "p_value": 0.043, "beyond": False}}
-    assert _capability({"metrics": {}, "capability": old}, {"ci_level": 0.99}) == old
+    assert _capability({"metrics": {}, "capability": old}, 0.99) == old
 
 
 def test_tracker_settings_do_not_enter_a_training_cells_key():

@@ -26,6 +26,7 @@ from factlearn.evaluate.callback import FactlearnEvalCallback, check_world_has_t
 from factlearn.report.conclusions import conclude
 from factlearn.report.evidence import Evidence, TaskScores
 from factlearn.report.tables import metric_of
+from factlearn.stats import CI_LEVEL
 
 __all__ = ["World", "load_world", "evaluate_model", "probe_model", "conclusions", "evidence_from_results",
            "FactlearnEvalCallback", "UserError"]
@@ -67,7 +68,7 @@ def _data(world: World | Mapping | str | None) -> Mapping[str, Any]:
 
 def evaluate_model(model, tokenizer, world: World | Mapping | str | None = None,
                    tasks: Sequence[str] | str | None = None, limit: int | None = None, num_fewshot: int = 5,
-                   batch_size: int = 16, level: float = 0.95, out_dir: str | Path | None = None) -> EvalResult:
+                   batch_size: int = 16, level: float = CI_LEVEL, out_dir: str | Path | None = None) -> EvalResult:
     """Evaluate an in-memory model (plain or peft) on `tasks` of `world` (default: every task it has).
 
     Returns the EvalResult (metrics, 95 % intervals, per-item records, contamination). `out_dir`: also
@@ -129,7 +130,7 @@ def _key(key: tuple) -> tuple[str, str, str, int | None]:
 
 
 def conclusions(evaluated: Mapping[tuple, EvalResult], probes: Mapping[tuple, ProbeResult] | None = None,
-                level: float = 0.95) -> list[dict]:
+                level: float = CI_LEVEL) -> list[dict]:
     """The paper's findings (F1..F6) judged from these conditions, as `factlearn report` judges a run:
     one dict per finding with its verdict, rule and evidence (a finding lacking cells: not measurable)."""
     return conclude(evidence_from_results(evaluated, probes), level=level)

@@ -67,7 +67,7 @@ def is_binary(values: Sequence[float]) -> bool:
 
 # --------------------------------------------------------------------------- one score
 
-def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
+def wilson_interval(successes: int, n: int, level: float = CI_LEVEL) -> tuple[float, float]:
     """Wilson score interval of a proportion: stays inside [0, 1] and is sensible at 0/n and n/n."""
     level = check_level(level)
     if n <= 0:
@@ -81,14 +81,14 @@ def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float,
     return lo, hi
 
 
-def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+def percentile_interval(replicates: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float]:
     """The central `level` share of bootstrap replicates."""
     level = check_level(level)
     lo, hi = np.quantile(np.asarray(replicates, dtype=float), [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
 
 
-def bootstrap_mean_ci(values: Sequence[float], level: float = 0.95, n_boot: int = N_BOOT, seed: int = 0,
+def bootstrap_mean_ci(values: Sequence[float], level: float = CI_LEVEL, n_boot: int = N_BOOT, seed: int = 0,
                       bounds: tuple[float, float] | None = None) -> tuple[float, float]:
     """Percentile bootstrap interval of a mean: resample the values with replacement, `n_boot` times.
 
@@ -136,7 +136,7 @@ def _t_cdf(t: float, df: int) -> float:
     return 0.5 + a / 2  # A = P(|T| <= |t|) with the sign of t
 
 
-def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+def t_interval(values: Sequence[float], level: float = CI_LEVEL) -> tuple[float, float]:
     """Student-t interval of the mean of >= 2 values (e.g. one score per seed)."""
     level = check_level(level)
     x = np.asarray(values, dtype=float)
@@ -146,7 +146,7 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, flo
     return float(x.mean()) - half, float(x.mean()) + half
 
 
-def item_interval(values: Sequence[float], level: float = 0.95, n_boot: int = N_BOOT, seed: int = 0,
+def item_interval(values: Sequence[float], level: float = CI_LEVEL, n_boot: int = N_BOOT, seed: int = 0,
                   bounds: tuple[float, float] | None = None) -> tuple[float, float, str]:
     """(low, high, method) over items: Wilson for 0/1 scores, percentile bootstrap otherwise."""
     if is_binary(values) and bounds in (None, (0, 1)):
@@ -154,7 +154,7 @@ def item_interval(values: Sequence[float], level: float = 0.95, n_boot: int = N_
     return (*bootstrap_mean_ci(values, level, n_boot, seed, bounds), "bootstrap")
 
 
-def score_interval(per_seed: Sequence[Sequence[float]], level: float = 0.95, n_boot: int = N_BOOT,
+def score_interval(per_seed: Sequence[Sequence[float]], level: float = CI_LEVEL, n_boot: int = N_BOOT,
                    seed: int = 0, bounds: tuple[float, float] | None = (0.0, 1.0)) -> dict:
     """The mean of item scores and its interval: over seeds when >= 2 seeds, else over items.
 
@@ -201,7 +201,7 @@ def mcnemar_exact(b: int, c: int) -> float:
     return min(1.0, 2 * tail)
 
 
-def above_chance(successes: int, n: int, chance: float, level: float = 0.95) -> dict:
+def above_chance(successes: int, n: int, chance: float, level: float = CI_LEVEL) -> dict:
     """One-sided exact binomial test of "the success rate is above `chance`" at confidence `level`.
 
     Returns {"successes", "n", "chance", "p_value", "above"}; `above` when p_value < 1 - level.
@@ -258,7 +258,7 @@ def bootstrap_p_value(replicates: np.ndarray) -> float:
 
 
 def paired_comparison(a_by_seed: Sequence[Sequence[float]], b_by_seed: Sequence[Sequence[float]],
-                      level: float = 0.95, n_boot: int = N_BOOT, seed: int = 0,
+                      level: float = CI_LEVEL, n_boot: int = N_BOOT, seed: int = 0,
                       bounds: tuple[float, float] | None = None) -> dict:
     """Condition a against condition b on the same items: difference of means, interval, p-value.
 

@@ -21,7 +21,7 @@ from factlearn.evaluate.scoring import generate_until, score_choices, score_shar
 from factlearn.evaluate.tasks import CLOZE, GENERATE, Task, get_tasks
 from factlearn.data import load_cca
 from factlearn.data.custom import facts_configs
-from factlearn.stats import check_level, item_interval
+from factlearn.stats import CI_LEVEL, check_level, item_interval
 
 
 # --------------------------------------------------------------------------- data
@@ -109,7 +109,7 @@ class EvalResult:
     """Per-task metrics, per-item records, and timing (seconds) of one evaluation."""
 
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
-    intervals: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # task -> metric -> ci95
+    intervals: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # task -> metric -> [low, high] at `level`
     contamination: dict[str, dict] = field(default_factory=dict)  # task -> {"items", "contaminated", "share"}
     capability: dict[str, dict] = field(default_factory=dict)  # control runs only: task -> chance test
     answer_forms: dict[str, dict] = field(default_factory=dict)  # generated tasks: task -> forms.form_counts
@@ -161,7 +161,7 @@ def _run_multiple_choice(model, tokenizer, task: Task, docs: list[dict], prompts
 
 def evaluate(model, tokenizer, tasks: list[str] | str | None = None, data=None, num_fewshot: int = 5,
              limit: int | Mapping[str, int | None] | None = None, batch_size: int = 16, n_countries: int = 20, seed: int = 0,
-             log: Callable[[str], None] | None = None, shots: str = SAME_SPLIT, level: float = 0.95) -> EvalResult:
+             log: Callable[[str], None] | None = None, shots: str = SAME_SPLIT, level: float = CI_LEVEL) -> EvalResult:
     """Evaluate a model in memory (plain or peft) on tasks; usable inside training (eval-in-the-loop).
 
     `data`: a dict of datasets keyed by config name (as load_cca(None) returns) or a load_cca source.

@@ -19,7 +19,7 @@ def save_results(result: EvalResult, out_dir: str | Path, extra_config: dict | N
     for task, records in result.records.items():
         atomic_write_jsonl(out_dir / "records" / f"{task}.jsonl", records)
     atomic_write_json(out_dir / "results.json", {
-        "metrics": result.metrics, "ci95": result.intervals, "contamination": result.contamination,
+        "metrics": result.metrics, "ci": result.intervals, "ci_level": result.config["level"], "contamination": result.contamination,
         **({"capability": result.capability} if result.capability else {}),
         **({"answer_forms": result.answer_forms} if result.answer_forms else {}),
         "config": {**result.config, **(extra_config or {})}, "versions": stack_versions(), "timing_s": result.timing})

@@ -14,6 +14,7 @@ from factlearn.atomic import atomic_write_json, atomic_write_text
 from factlearn.errors import UserError
 from factlearn.report.dose import curve_evidence, curves_markdown, curves_table
 from factlearn.run.cells import CellStore
+from factlearn.stats import CI_LEVEL, check_level
 from factlearn.versions import stack_versions
 from factlearn.report.tables import mark_beyond, ordered_tasks, table_rows, to_csv, to_markdown
 
@@ -45,7 +46,8 @@ def collect_results(run_dir: str | Path) -> dict:
     store = CellStore(run_dir)
     invocation_file = run_dir / "last_invocation.json"
     invocation = json.loads(invocation_file.read_text()) if invocation_file.is_file() else {}
-    out: dict = {"run_config": plan["run_config"], "world": plan["world"], "models": plan["models"],
+    out: dict = {"run_config": plan["run_config"], "ci_level": run_level(plan["run_config"]),
+                 "world": plan["world"], "models": plan["models"],
                  "versions": stack_versions(), "cells": [], "evaluations": [], "probes": [], "ablations": [],
                  "training": [], "control": {}, "contamination": {}}
     stage_seconds: dict[str, float] = {}
@@ -69,7 +71,7 @@ def collect_results(run_dir: str | Path) -> dict:
                                         "tasks": result.get("contamination", {})}
             elif kind == "control":
                 if labels.get("method") == "base":  # what the model can do at all; trained ones: below
-                    out["control"][labels["model"]] = _capability(result, plan["run_config"])
+                    out["control"][labels["model"]] = _capability(result, out["ci_level"])
                 out.setdefault("control_runs", []).append({**record, "records": _records_by_task(store.path(key))})
             elif kind == "probe":
                 out["probes"].append({**record, "result": result})
@@ -120,17 +122,15 @@ def make_plots(results: dict, run_dir: Path) -> list[dict]:
 def add_conclusions(results: dict, run_dir: Path) -> dict:
     """Intervals next to every score, paired "comparisons" and the computed "conclusions" (in place).
 
-    Read from the cells' per-item records (factlearn.report.evidence); the level is the run config's
-    `ci_level` when it has one, else 0.95.
+    Read from the cells' per-item records (factlearn.report.evidence), at results["ci_level"].
     """
     from factlearn.report.conclusions import conclude
     from factlearn.report.evidence import evidence_from_run
     from factlearn.report.intervals import add_uncertainty
 
-    level = results["run_config"].get("ci_level") or 0.95
+    level = results["ci_level"]
     evidence = evidence_from_run(run_dir, results)
     add_uncertainty(results, evidence, run_dir, level)
-    results["ci_level"] = level
     from factlearn.report.fairness import run_scope
     from factlearn.stats import PARITY_MARGIN
 
@@ -168,11 +168,17 @@ def build_report(run_dir: str | Path) -> dict:
 
 
 
-def _capability(control_result: dict, run_config: dict) -> dict:
+def run_level(run_config: dict) -> float:
+    """The run's confidence level, read here once for the whole report: its `ci_level`, checked; a run
+    folder written before runs had the setting is read at the default."""
+    return check_level(run_config.get("ci_level", CI_LEVEL))
+
+
+def _capability(control_result: dict, level: float) -> dict:
     """A control cell's decision at the run's ci_level: from its counts; a run folder written before the
-    cells stored counts (its `capability` holds `ci95` at the level it ran with) is read as it is."""
+    cells stored counts (its `capability` holds its interval at the level it ran with) is read as it is."""
     from factlearn.evaluate.control import capability_of
 
     if "counts" not in control_result:
         return control_result["capability"]
-    return capability_of(control_result["counts"], run_config["ci_level"])
+    return capability_of(control_result["counts"], level)

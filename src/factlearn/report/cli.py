@@ -36,14 +36,14 @@ def conclusion_lines(results: dict) -> list[str]:
         scope = f" [{c.get('scope') or ', '.join(str(x) for x in (c.get('model'), c.get('method')) if x)}]"
         line = f"  {c['id']} {c['verdict'].upper():<15} {c['claim']}{scope}"
         measures = c.get("evidence", {}).get("measurements") or []
-        ci = (measures[0].get("ci95") or [None]) if measures else [None]
+        ci = (measures[0].get("ci") or [None]) if measures else [None]
         if isinstance(measures[0].get("value") if measures else None, (int, float)) and all(
                 isinstance(x, (int, float)) for x in ci):
             m = measures[0]
             p = f", p={m['p_value']:.2g}" if isinstance(m.get("p_value"), (int, float)) else ""
             if isinstance(c.get("p_holm"), (int, float)):
                 p += f" (Holm {c['p_holm']:.2g} of {c.get('holm_family')})"
-            line += f"\n      {m['name']}: {m['value']:+.3f} [{m['ci95'][0]:+.2f}, {m['ci95'][1]:+.2f}]{p}"
+            line += f"\n      {m['name']}: {m['value']:+.3f} [{m['ci'][0]:+.2f}, {m['ci'][1]:+.2f}]{p}"
         notes = c.get("evidence", {}).get("notes") or []
         line += "".join(f"\n      note: {n}" for n in notes[:2])
         lines.append(line)

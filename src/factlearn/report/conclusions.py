@@ -27,7 +27,7 @@ import numpy as np
 from factlearn.report.evidence import BASE, Evidence, pair_items
 from factlearn.report.fairness import (NOT_COMPARABLE, apply_holm, conditional_transfer, directions_disagree, parity,
                                        scope_text)
-from factlearn.stats import (N_BOOT, PARITY_MARGIN, bootstrap_p_value, check_level, check_parity_margin,
+from factlearn.stats import (CI_LEVEL, N_BOOT, PARITY_MARGIN, bootstrap_p_value, check_level, check_parity_margin,
                              cluster_bootstrap_replicates, paired_comparison, percentile_interval)
 from factlearn.report.locus import ablation_locus, top_down_locus
 
@@ -62,7 +62,7 @@ class Measure:
 
     def to_dict(self) -> dict:
         seeds = {"per_seed": {str(s): v for s, v in self.per_seed.items()}} if self.per_seed else {}
-        return {"name": self.name, "value": self.value, "ci95": self.ci, "p_value": self.p_value,
+        return {"name": self.name, "value": self.value, "ci": self.ci, "p_value": self.p_value,
                 "test": self.test, **self.extra, **seeds}
 
 
@@ -71,7 +71,7 @@ class Judge:
     """The evidence plus the settings every rule uses."""
 
     ev: Evidence
-    level: float = 0.95
+    level: float
     min_effect: float = MIN_EFFECT
     min_effect_nats: float = MIN_EFFECT_NATS
     n_boot: int = N_BOOT
@@ -284,7 +284,7 @@ def _transfer_measures(j: Judge, model: str, a: tuple[str, str], b: tuple[str, s
         task = p.name.split(" ")[0]
         ct = conditional_transfer(j.ev, model, a, b, info["task"], task, j.level, j.n_boot, _CLUSTER_SEED)
         if ct is not None:
-            out.append(Measure(ct["name"], ct["value"], ct["ci95"], ct.get("p_value"), ct["test"],
+            out.append(Measure(ct["name"], ct["value"], ct["ci"], ct.get("p_value"), ct["test"],
                                {"per_condition": ct["per_condition"], "n_facts": ct["n_facts"]}))
     return out
 
@@ -444,7 +444,7 @@ def _seeds_of(evidence: Evidence, model: str, method: str) -> list:
     return sorted(s for s in seeds if s is not None)
 
 
-def conclude(evidence: Evidence, level: float = 0.95, min_effect: float = MIN_EFFECT,
+def conclude(evidence: Evidence, level: float = CI_LEVEL, min_effect: float = MIN_EFFECT,
              min_effect_nats: float = MIN_EFFECT_NATS, n_boot: int = N_BOOT,
              parity_margin: float = PARITY_MARGIN, scope: dict | None = None, marked=None) -> list[dict]:
     """One entry per finding and (model, method): {"id", "claim", "model", "method", "verdict", "rule",

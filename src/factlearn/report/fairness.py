@@ -77,7 +77,7 @@ def _per_seed(by_seed: dict, seed):
 
 
 def conditional_transfer(ev, model: str, a: tuple[str, str], b: tuple[str, str], know: str, reason: str,
-                         level_: float = 0.95, n_boot: int = N_BOOT, seed: int = 0) -> dict | None:
+                         level_: float, n_boot: int = N_BOOT, seed: int = 0) -> dict | None:
     """P(reasoning right | that fact's knowledge item right) for a and b, and its paired difference.
 
     A fact is "known" in a seed when every one of its knowledge items is right. The difference is taken
@@ -107,13 +107,13 @@ def conditional_transfer(ev, model: str, a: tuple[str, str], b: tuple[str, str],
         if both:
             diffs[s] = {f: ka[f] - kb[f] for f in both}
     if not diffs:
-        return {"name": f"P({reason} right | {know} right): {a[1]} - {b[1]}", "value": None, "ci95": [None, None],
+        return {"name": f"P({reason} right | {know} right): {a[1]} - {b[1]}", "value": None, "ci": [None, None],
                 "per_condition": out, "n_facts": 0, "test": "no fact known by both"}
     clusters = {f: f for d in diffs.values() for f in d}
     reps = cluster_bootstrap_replicates([diffs], [clusters], n_boot, seed)
     value = float(np.mean([np.mean(list(d.values())) for d in diffs.values()]))
     return {"name": f"P({reason} right | {know} right): {a[1]} - {b[1]}", "value": value,
-            "ci95": list(percentile_interval(reps, level_)), "p_value": bootstrap_p_value(reps),
+            "ci": list(percentile_interval(reps, level_)), "p_value": bootstrap_p_value(reps),
             "test": "cluster bootstrap over facts and seeds", "per_condition": out,
             "n_facts": len(clusters)}
 

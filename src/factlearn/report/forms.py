@@ -120,7 +120,7 @@ def broken_marks(control_runs: list[dict], level: float) -> list[dict]:
             c = paired_comparison([[after[i] for i in items]], [[before[i] for i in items]], level)
             if c["ci"][1] < 0:
                 marks.append({"model": run["model"], "method": run["method"], "condition": run["condition"],
-                              "task": task, "mark": BROKEN, "diff": c["diff"], "ci95": list(c["ci"]),
+                              "task": task, "mark": BROKEN, "diff": c["diff"], "ci": list(c["ci"]),
                               "p_value": c["p_value"],
                               "reason": f"{run['condition']} ({run['method']}) lost the capability control on {task}: "
                                         f"trained - base {c['diff']:+.2f}, CI [{c['ci'][0]:.2f}, {c['ci'][1]:.2f}] "
@@ -163,7 +163,7 @@ def add_marks(results: dict, run_dir: str | Path) -> None:
     share = cfg.get("wrong_form_share", DEFAULT_WRONG_FORM_SHARE)
     results["answer_forms"] = answer_forms(run_dir, results.get("evaluations", []))
     marks = wrong_form_marks(results["answer_forms"], share)
-    marks += broken_marks(results.get("control_runs", []), cfg.get("ci_level") or 0.95)
+    marks += broken_marks(results.get("control_runs", []), results["ci_level"])
     results["marks"] = marks
     results["wrong_form_share"] = share
     if "table" in results:

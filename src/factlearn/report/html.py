@@ -94,7 +94,7 @@ def _num(x, digits: int = 3) -> str:
 
 def _measure(m: dict) -> str:
     """One evidence line: name = value [low, high], p, test."""
-    lo, hi = (m.get("ci95") or [None, None])[:2]
+    lo, hi = (m.get("ci") or [None, None])[:2]
     text = f"{m['name']} = {_num(m['value'])} [{_num(lo, 2)}, {_num(hi, 2)}]"
     if m.get("p_value") is not None:
         text += f", p = {m['p_value']:.3g} ({m['test']})"
@@ -119,7 +119,7 @@ def _world_size(world: dict) -> str:
 def conclusions_html(results: dict) -> str:
     """"What this run shows": each finding of the paper with its computed verdict, evidence and rule."""
     entries = results.get("conclusions") or []
-    level = results.get("ci_level", 0.95)
+    level = results["ci_level"]
     parts = ["<h2>What this run shows</h2>",
              f"<p class=note>Each finding of the paper, judged from this run's numbers by the rule shown under it "
              f"({level * 100:g} % confidence intervals, paired over the same items or facts). "
@@ -153,7 +153,7 @@ def comparisons_html(results: dict) -> str:
     rows = "".join(
         f"<tr><td>{_e(c['model'])}</td><td>{_e(c['method'])}</td><td>{_e(column_title(c['task']))}</td>"
         f"<td>{_e(c['a'])} − {_e(c['b'])}</td><td class=num>{c['diff']:+.3f}</td>"
-        f"<td class=num>[{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}]</td><td class=num>{c['p_value']:.3g}</td>"
+        f"<td class=num>[{c['ci'][0]:+.2f}, {c['ci'][1]:+.2f}]</td><td class=num>{c['p_value']:.3g}</td>"
         f"<td>{_e(c['test'])}</td><td class=num>{c['n_items']} × {c['n_seeds']}</td></tr>" for c in comps)
     return ("<h3>Paired comparisons</h3><p class=note>The same items scored in two conditions: the difference "
             "of means, its paired-bootstrap interval, and the p-value of a paired test (exact McNemar for 0/1 "

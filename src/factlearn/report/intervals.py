@@ -1,13 +1,13 @@
 """Put a confidence interval next to every score of results.json, and the paired comparisons.
 
-Scores are noisy (a few items per task, a few seeds), so each one gets `"ci95": [low, high]` beside
+Scores are noisy (a few items per task, a few seeds), so each one gets `"ci": [low, high]` beside
 it (factlearn.stats.score_interval: Wilson or bootstrap over items within a seed, Student-t
 over seeds when a row has several):
 
-- evaluations[i]["ci95"][task][metric]: item-level, that cell's seed only;
-- table rows' values[task]["ci95"]: over seeds (several) or items (one), the column's metric;
-- probes[i]["result"]["summary"][group][ratio]["ci95"]: bootstrap over facts (nats, unbounded);
-- ablations[i]["result"]["sweeps"|"entries"]...["ci95"][task]: the tracked metric, over items.
+- evaluations[i]["ci"][task][metric]: item-level, that cell's seed only;
+- table rows' values[task]["ci"]: over seeds (several) or items (one), the column's metric;
+- probes[i]["result"]["summary"][group][ratio]["ci"]: bootstrap over facts (nats, unbounded);
+- ablations[i]["result"]["sweeps"|"entries"]...["ci"][task]: the tracked metric, over items.
 
 `comparisons` pairs conditions on the same items: narrative vs referencing, narrative+forgetting vs
 narrative, and every trained condition vs the base model, per model, method and task.
@@ -34,7 +34,7 @@ def _ci(values: list[float] | list[list[float]], level: float, *parts, bounds=(0
 
 
 def evaluation_intervals(results: dict, run_dir, level: float) -> None:
-    """evaluations[i]["ci95"] = {task: {metric: [low, high]}}, from the cell's per-item records."""
+    """evaluations[i]["ci"] = {task: {metric: [low, high]}}, from the cell's per-item records."""
     from factlearn.run.cells import CellStore
 
     store = CellStore(run_dir)
@@ -42,27 +42,27 @@ def evaluation_intervals(results: dict, run_dir, level: float) -> None:
         by_task: dict[str, list[dict]] = {}
         for rec in read_records(store.path(entry["key"])):
             by_task.setdefault(rec["task"], []).append(rec)
-        entry["ci95"] = {task: {metric: _ci([float(r[metric]) for r in recs if metric in r], level, entry["key"], task, metric)
+        entry["ci"] = {task: {metric: _ci([float(r[metric]) for r in recs if metric in r], level, entry["key"], task, metric)
                                 for metric in entry["metrics"].get(task, {}) if any(metric in r for r in recs)}
                          for task, recs in by_task.items()}
 
 
 def table_intervals(results: dict, evidence: Evidence, level: float) -> None:
-    """Each table value gets "ci95" (and "ci_method"): over seeds when several, else over items."""
+    """Each table value gets "ci" (and "ci_method"): over seeds when several, else over items."""
     for row in results["table"]["rows"]:
         for task, value in row["values"].items():
             scores = evidence.task_scores(row["model"], row["method"], row["condition"], task)
             if scores is None or value.get("mean") is None:
-                value["ci95"] = None
+                value["ci"] = None
                 continue
             per_seed = [[v for _, v in sorted(items.items())] for _, items in sorted(
                 scores.by_seed.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))]
             s = score_interval(per_seed, level, seed=_seed(*[row[k] for k in ("model", "method", "condition")], task))
-            value["ci95"], value["ci_method"] = [float(x) for x in s["ci"]], s["method"]
+            value["ci"], value["ci_method"] = [float(x) for x in s["ci"]], s["method"]
 
 
 def probe_intervals(results: dict, level: float) -> None:
-    """summary[group][ratio]["ci95"]: a bootstrap over the group's facts."""
+    """summary[group][ratio]["ci"]: a bootstrap over the group's facts."""
     for entry in results.get("probes", []):
         result = entry["result"]
         for group, ratios in result.get("summary", {}).items():
@@ -70,16 +70,16 @@ def probe_intervals(results: dict, level: float) -> None:
             for ratio, stats in ratios.items():
                 values = [float(f[ratio]) for f in facts if ratio in f]
                 if values:
-                    stats["ci95"] = _ci(values, level, entry["key"], group, ratio, bounds=None)
+                    stats["ci"] = _ci(values, level, entry["key"], group, ratio, bounds=None)
 
 
 def ablation_intervals(results: dict, level: float) -> None:
-    """Each ablation point gets "ci95": {task: [low, high]} of the tracked metric (item correctness)."""
+    """Each ablation point gets "ci": {task: [low, high]} of the tracked metric (item correctness)."""
     for entry in results.get("ablations", []):
         result = entry["result"]
         points = [p for rows in result.get("sweeps", {}).values() for p in rows] + list(result.get("entries", {}).values())
         for p in points:
-            p["ci95"] = {task: _ci([float(bool(r.get("correct"))) for r in items], level)
+            p["ci"] = {task: _ci([float(bool(r.get("correct"))) for r in items], level)
                          for task, items in (p.get("items") or {}).items() if items}
 
 
@@ -100,13 +100,13 @@ def comparisons(evidence: Evidence, level: float) -> list[dict]:
                     c = paired_comparison(paired[0], paired[1], level, seed=_seed(model, *a, *b, task),
                                           bounds=(0.0, 1.0))
                     out.append({"model": model, "method": method, "task": task, "metric": sa.metric,
-                                "a": a[1], "b": b[1], "diff": c["diff"], "ci95": [float(x) for x in c["ci"]],
+                                "a": a[1], "b": b[1], "diff": c["diff"], "ci": [float(x) for x in c["ci"]],
                                 "p_value": c["p_value"], "test": c["test"], "n_items": c["n_items"],
                                 "n_seeds": c["n_seeds"]})
     return out
 
 
-def add_uncertainty(results: dict, evidence: Evidence, run_dir, level: float = 0.95) -> dict:
+def add_uncertainty(results: dict, evidence: Evidence, run_dir, level: float) -> dict:
     """Annotate `results` in place with every interval above and add "comparisons"; returns it."""
     evaluation_intervals(results, run_dir, level)
     table_intervals(results, evidence, level)

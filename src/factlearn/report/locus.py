@@ -37,7 +37,7 @@ def _first_below(curves: np.ndarray, ks: np.ndarray, ft: np.ndarray, base: np.nd
     return first
 
 
-def ablation_locus(sweeps: dict, level: float = 0.95, n_boot: int = N_BOOT, seed: int = 0) -> dict:
+def ablation_locus(sweeps: dict, level: float, n_boot: int = N_BOOT, seed: int = 0) -> dict:
     """{"k", "ci", "class", "decided", "num_layers", "n_items"} of sweeps (seed -> AblationSweep) on one task.
 
     `k` and the CI ends are None where the score never drops below the midpoint. `decided`: both

@@ -15,10 +15,10 @@ def _slug(*parts) -> str:
 
 
 def _ci_errors(row: dict, tasks: list[str], means: list[float]) -> list[list[float]] | None:
-    """Asymmetric error bars [below, above] from each value's "ci95" (none where a value has no interval)."""
+    """Asymmetric error bars [below, above] from each value's "ci" (none where a value has no interval)."""
     below, above = [], []
     for t, mean in zip(tasks, means):
-        ci = row["values"][t].get("ci95")
+        ci = row["values"][t].get("ci")
         below.append(max(0.0, mean - ci[0]) if ci else 0.0)
         above.append(max(0.0, ci[1] - mean) if ci else 0.0)
     return [below, above] if any(below) or any(above) else None
@@ -44,7 +44,7 @@ def plot_scores(results: dict, plots_dir: Path) -> list[dict]:
         ax.set_xticks(range(len(tasks)))
         ax.set_xticklabels([f"{column_title(t)}\n{metric_of(t)}" for t in tasks], fontsize=8)
         ax.set_ylim(0, 1.02)
-        ax.set_ylabel(f"{shots} score\n(error bars: {results.get('ci_level', 0.95) * 100:g} % CI)")
+        ax.set_ylabel(f"{shots} score\n(error bars: {results['ci_level'] * 100:g} % CI)")
         ax.set_title(f"{model}: {shots} scores by training corpus")
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=8)
@@ -119,7 +119,7 @@ def plot_dose_curves(results: dict, plots_dir: Path) -> list[dict]:
 
     plt = pyplot()
     figures = []
-    pct = f"{results.get('ci_level', 0.95) * 100:g} %"
+    pct = f"{results['ci_level'] * 100:g} %"
     for model in dict.fromkeys(c["model"] for c in results["curves"]):
         curves = [c for c in results["curves"] if c["model"] == model]
         tasks = list(dict.fromkeys(t for c in curves for b in c["budgets"] for t in b["tasks"]))

@@ -64,7 +64,7 @@ def format_value(v: dict) -> str:
     if v["mean"] is None:
         return "–"
     text = f"{v['mean']:.3f} ± {v['std']:.3f}" if v["std"] is not None else f"{v['mean']:.3f}"
-    ci = v.get("ci95")
+    ci = v.get("ci")
     text = f"{text} [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else text
     from factlearn.report.forms import mark_suffix
 
@@ -86,7 +86,7 @@ def mark_beyond(rows: list[dict], control: dict) -> None:
 
 
 def _has_ci(rows: list[dict]) -> bool:
-    return any(v.get("ci95") for r in rows for v in r["values"].values())
+    return any(v.get("ci") for r in rows for v in r["values"].values())
 
 
 def to_markdown(rows: list[dict], tasks: list[str], num_fewshot: int = 5) -> str:
@@ -115,11 +115,11 @@ def to_markdown(rows: list[dict], tasks: list[str], num_fewshot: int = 5) -> str
 
 def to_csv(rows: list[dict], tasks: list[str]) -> str:
     """Machine-readable: per task the mean, the std (empty for a single seed) and, when the rows carry
-    intervals, `{task}_ci95_low` / `{task}_ci95_high`."""
+    intervals, `{task}_ci_low` / `{task}_ci_high`."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     cis = _has_ci(rows)
-    per_task = ("", "_std", "_ci95_low", "_ci95_high") if cis else ("", "_std")
+    per_task = ("", "_std", "_ci_low", "_ci_high") if cis else ("", "_std")
     control = any("beyond" in v for r in rows for v in r["values"].values())  # a run with a capability control
     marked = any(v.get("marks") for r in rows for v in r["values"].values())
     writer.writerow(["model", "method", "condition", "n_seeds"] + [f"{t}{c}" for t in tasks for c in per_task]
@@ -130,7 +130,7 @@ def to_csv(rows: list[dict], tasks: list[str]) -> str:
             v = r["values"][t]
             vals += ["" if v["mean"] is None else f"{v['mean']:.6f}", "" if v["std"] is None else f"{v['std']:.6f}"]
             if cis:
-                vals += [f"{x:.6f}" for x in v["ci95"]] if v.get("ci95") else ["", ""]
+                vals += [f"{x:.6f}" for x in v["ci"]] if v.get("ci") else ["", ""]
         beyond = [";".join(t for t in tasks if r["values"][t].get("beyond"))] if control else []
         # "task:wrong form;task:broken by training" (report/forms.py); empty when the row has none
         marks = [";".join(f"{t}:{m}" for t in tasks for m in r["values"][t].get("marks", []))] if marked else []

@@ -28,7 +28,7 @@ def table_columns_rows(results: dict) -> tuple[list[str], list[list]]:
         row = [r["model"], r["method"], r["condition"], len(r.get("seeds") or []) or 1]
         for task in tasks:
             v = r["values"][task]
-            ci = v.get("ci95") or [None, None]
+            ci = v.get("ci") or [None, None]
             row += [v.get("mean"), ci[0], ci[1]]
         rows.append(row)
     return columns, rows
@@ -43,7 +43,7 @@ def conclusion_metrics(results: dict) -> dict[str, float]:
         measures = (c.get("evidence") or {}).get("measurements") or []
         if measures and isinstance(measures[0].get("value"), (int, float)):
             out[f"{name}/effect"] = float(measures[0]["value"])
-            ci = measures[0].get("ci95") or [None, None]
+            ci = measures[0].get("ci") or [None, None]
             for bound, value in zip(("ci_low", "ci_high"), ci):
                 if isinstance(value, (int, float)):
                     out[f"{name}/{bound}"] = float(value)
