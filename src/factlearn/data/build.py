@@ -130,14 +130,10 @@ def _distractors(gold: str, world_tails: list[str], extras: list[str], rng, k: i
     return picked
 
 
-def _rotated(question: str, gold: str, wrong: list[str]) -> list[Row]:
-    """Four rows with the gold answer at index 0, 1, 2, 3 and the distractors filling the rest in order."""
-    rows = []
-    for gold_index in range(4):
-        choices = list(wrong)
-        choices.insert(gold_index, gold)
-        rows.append({"question": question, "choices": choices, "answer": gold_index})
-    return rows
+def rotated_choices(question: str, gold: str, wrong: list[str]) -> list[Row]:
+    """Four rows with the gold answer at index 0, 1, 2, 3 and the distractors filling the rest in order
+    (CCA's multiple-choice shape, for generated and facts-file worlds alike)."""
+    return [{"question": question, "choices": wrong[:i] + [gold] + wrong[i:], "answer": i} for i in range(4)]
 
 
 def multiple_choice_rows(world: World) -> list[Row]:
@@ -146,7 +142,7 @@ def multiple_choice_rows(world: World) -> list[Row]:
     rows = []
     for f in world.facts():
         wrong = _distractors(f.tail, *pools[f.relation], rng)
-        rows.extend(_rotated(T.QUESTION[f.relation].format(head=f.head), f.tail, wrong))
+        rows.extend(rotated_choices(T.QUESTION[f.relation].format(head=f.head), f.tail, wrong))
     return rows
 
 
@@ -156,7 +152,7 @@ def two_hop_rows(world: World) -> list[Row]:
     rows = []
     for c in world.countries:
         wrong = _distractors(c.animal.name, *pools, rng)
-        rows.extend(_rotated(T.TWO_HOP_QUESTION.format(country=c.name), c.animal.name, wrong))
+        rows.extend(rotated_choices(T.TWO_HOP_QUESTION.format(country=c.name), c.animal.name, wrong))
     return rows
 
 

@@ -41,7 +41,7 @@ from factlearn.data.facts_file import SPEC_NAME, FactsSpec, Relation, load_facts
 from factlearn.data.templates import REFS
 from factlearn.data.world import Fact, rng_for
 from factlearn.errors import UserError
-from factlearn.data.build import Row, cloze_rows, rows_to_dataset
+from factlearn.data.build import Row, cloze_rows, rotated_choices, rows_to_dataset
 from factlearn.data.likelihood import add_likelihood_tables
 from factlearn.data.audit import audit_texts
 
@@ -214,11 +214,6 @@ class _Index:
         return [t for t in self.pool[relation] if t not in true]
 
 
-def _rotated(question: str, gold: str, wrong: list[str]) -> list[Row]:
-    """Four rows with the gold at index 0, 1, 2, 3 (as CCA's multiple-choice configs)."""
-    return [{"question": question, "choices": wrong[:i] + [gold] + wrong[i:], "answer": i} for i in range(4)]
-
-
 def _note(notes: list[str], config: str, count: int, what: str) -> None:
     if count:
         notes.append(f"{config}: {count} {what}")
@@ -261,7 +256,7 @@ def _multiple_choice(world: FactsWorld, index: _Index, rel: dict[str, Relation],
         if len(wrong) < 3:
             short[f.relation] += 1
             continue
-        rows.extend(_rotated(rel[f.relation].question.format(head=f.head), f.tail, rng.sample(wrong, 3)))
+        rows.extend(rotated_choices(rel[f.relation].question.format(head=f.head), f.tail, rng.sample(wrong, 3)))
     for relation, n in short.items():
         _note(notes, "Eval_multiple_choice", n, f"fact(s) of '{relation}' skipped: fewer than 3 wrong tails for "
               "4 choices; add facts with other tails or `distractors:` to the relation")
@@ -296,7 +291,7 @@ def _two_hop(world: FactsWorld, index: _Index, notes: list[str]) -> tuple[list[R
         if len(wrong) < 3:
             short += 1
             continue
-        mc.extend(_rotated(question, f2.tail, rng.sample(wrong, 3)))
+        mc.extend(rotated_choices(question, f2.tail, rng.sample(wrong, 3)))
     for (r1, r2), n in untemplated.items():
         _note(notes, "Eval_2hop_reasoning", n, f"chain(s) {r1} -> {r2} skipped: no two_hop template for that "
               f"pair; add one with `relations: [{r1}, {r2}]` to ask them")
