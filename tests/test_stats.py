@@ -81,13 +81,17 @@ def test_paired_bootstrap_shares_items_between_conditions():
 
 
 @pytest.mark.parametrize("level", [0, 1, 1.5, -0.1, "0.9"])
-def test_levels_outside_zero_one_are_user_errors(level):
+def test_levels_outside_zero_one_are_user_errors_where_a_level_enters(level):
+    """Checked once, where a level comes in (the run config has its own test); the interval functions
+    below take the checked value."""
+    from factlearn.report.conclusions import conclude
+    from factlearn.report.evidence import Evidence
+
+    with pytest.raises(UserError, match="confidence level must be a probability strictly between 0 and 1"):
+        stats.check_level(level)
     with pytest.raises(UserError, match="between 0 and 1"):
-        stats.wilson_interval(1, 2, level)
-    with pytest.raises(UserError):
-        stats.above_chance(1, 2, 0.25, level)
-    with pytest.raises(UserError):
-        stats.paired_comparison([[1]], [[0]], level)
+        conclude(Evidence(), level)
+    assert stats.check_level(0.9) == 0.9
 
 
 def test_bounded_intervals_do_not_collapse_on_agreeing_items():

@@ -37,10 +37,12 @@ N_BOOT = 2000  # bootstrap resamples: percentile bounds move by < 0.01 between s
 CI_LEVEL = 0.95
 
 
-def check_level(level: float) -> float:
-    """A confidence level must lie strictly between 0 and 1 (0.95 for a 95 % interval)."""
-    if not isinstance(level, (int, float)) or not 0 < float(level) < 1:
-        raise UserError(f"confidence level must be between 0 and 1 (exclusive), e.g. 0.95; got {level!r}")
+def check_level(level: float, name: str = "confidence level") -> float:
+    """A confidence level must lie strictly between 0 and 1 (0.95 for a 95 % interval). Checked where a
+    level enters (the run config, evaluate(), conclude(), a run folder read back); the functions below
+    take it as given."""
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < float(level) < 1:
+        raise UserError(f"{name} must be a probability strictly between 0 and 1 (e.g. 0.95), got {level!r}")
     return float(level)
 
 
@@ -69,7 +71,6 @@ def is_binary(values: Sequence[float]) -> bool:
 
 def wilson_interval(successes: int, n: int, level: float = CI_LEVEL) -> tuple[float, float]:
     """Wilson score interval of a proportion: stays inside [0, 1] and is sensible at 0/n and n/n."""
-    level = check_level(level)
     if n <= 0:
         raise ValueError("a proportion needs at least one trial")
     z, p = _z(level), successes / n
@@ -83,7 +84,6 @@ def wilson_interval(successes: int, n: int, level: float = CI_LEVEL) -> tuple[fl
 
 def percentile_interval(replicates: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float]:
     """The central `level` share of bootstrap replicates."""
-    level = check_level(level)
     lo, hi = np.quantile(np.asarray(replicates, dtype=float), [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
 
@@ -95,7 +95,6 @@ def bootstrap_mean_ci(values: Sequence[float], level: float = CI_LEVEL, n_boot: 
     With `bounds` (a score's range) it is the Bayesian bootstrap with a half-weight pseudo-value at
     each bound (see paired_bootstrap_replicates), so a few equal values do not give a zero-width interval.
     """
-    level = check_level(level)
     x = np.asarray(values, dtype=float)
     if x.size == 0:
         raise ValueError("a mean needs at least one value")
@@ -138,7 +137,6 @@ def _t_cdf(t: float, df: int) -> float:
 
 def t_interval(values: Sequence[float], level: float = CI_LEVEL) -> tuple[float, float]:
     """Student-t interval of the mean of >= 2 values (e.g. one score per seed)."""
-    level = check_level(level)
     x = np.asarray(values, dtype=float)
     if x.size < 2:
         raise ValueError("a t interval needs at least two values")
@@ -164,7 +162,6 @@ def score_interval(per_seed: Sequence[Sequence[float]], level: float = CI_LEVEL,
     that agree exactly (all 0, say) say nothing about the items' own sampling noise.
     Returns {"mean", "ci": [low, high], "method", "n_items", "n_seeds"}.
     """
-    level = check_level(level)
     seeds = [list(s) for s in per_seed if len(s)]
     if not seeds:
         raise ValueError("no item scores")
@@ -206,7 +203,6 @@ def above_chance(successes: int, n: int, chance: float, level: float = CI_LEVEL)
 
     Returns {"successes", "n", "chance", "p_value", "above"}; `above` when p_value < 1 - level.
     """
-    level = check_level(level)
     if not 0 <= chance <= 1:
         raise UserError(f"chance must be a probability in [0, 1]; got {chance!r}")
     if n <= 0 or not 0 <= successes <= n:
@@ -268,7 +264,6 @@ def paired_comparison(a_by_seed: Sequence[Sequence[float]], b_by_seed: Sequence[
     (their pairs are not independent: same items) or non-0/1 scores, the paired bootstrap's.
     Returns {"diff", "ci", "p_value", "test", "n_items", "n_seeds", "replicates"} (replicates: ndarray).
     """
-    level = check_level(level)
     if len(a_by_seed) != len(b_by_seed):
         raise ValueError("a and b need one item list per seed pairing each")
     for a, b in zip(a_by_seed, b_by_seed):

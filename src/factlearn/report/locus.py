@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from factlearn.analyze.refine import as_bottom_up, crossing, decided
-from factlearn.stats import N_BOOT, check_level
+from factlearn.stats import N_BOOT
 from factlearn.report.evidence import AblationSweep
 
 CLASSES = ("lower", "middle", "upper")
@@ -43,7 +43,6 @@ def ablation_locus(sweeps: dict, level: float, n_boot: int = N_BOOT, seed: int =
     `k` and the CI ends are None where the score never drops below the midpoint. `decided`: both
     ends of the interval fall in the same third.
     """
-    level = check_level(level)
     sweeps: list[AblationSweep] = list(sweeps.values())
     num_layers = sweeps[0].num_layers
     ks = sorted(k for k in set.intersection(*(set(s.bottom_up) for s in sweeps)) if k > 0)

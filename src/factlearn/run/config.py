@@ -13,7 +13,7 @@ from typing import Any, Optional
 from factlearn.data.schema import CLOZE_OF, CORPUS_CONFIGS, EVAL_CONFIGS, KNOWLEDGE_CONFIGS, TABLE_ORDER
 from factlearn.errors import UserError
 from factlearn.run.slurm_options import SlurmOptions, check_executor
-from factlearn.stats import CI_LEVEL, PARITY_MARGIN
+from factlearn.stats import CI_LEVEL, PARITY_MARGIN, check_level
 from factlearn.train.config import METHODS, SHARDINGS, TrainConfig
 
 ANALYSES = ("probe", "ablate", "curves")
@@ -188,8 +188,7 @@ class RunConfig:
         from factlearn.evaluate.forms import check_wrong_form_share
 
         check_wrong_form_share(self.wrong_form_share)
-        if not 0 < self.ci_level < 1:
-            raise UserError(f"ci_level must be a probability strictly between 0 and 1 (e.g. 0.95), got {self.ci_level}")
+        check_level(self.ci_level, "ci_level")
         from factlearn.analyze.refine import check_refine_budget
         from factlearn.evaluate.fewshot import check_shots
         from factlearn.stats import check_parity_margin
