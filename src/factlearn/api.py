@@ -20,6 +20,7 @@ from typing import Any, Mapping, Sequence
 
 from factlearn.analyze.probes import ProbeResult, probe_facts
 from factlearn.data import load_cca
+from factlearn.data.world import CANONICAL_N_COUNTRIES, CANONICAL_WORLD_SEED
 from factlearn.errors import UserError
 from factlearn.evaluate import EvalResult, evaluate, get_tasks, save_results
 from factlearn.evaluate.callback import FactlearnEvalCallback, check_world_has_tasks
@@ -51,7 +52,7 @@ class World:
         return [name for name, task in TASKS.items() if task.config in self.data]
 
 
-def load_world(source: str | Path | None = None, n_countries: int = 20, seed: int = 0) -> World:
+def load_world(source: str | Path | None = None, n_countries: int = CANONICAL_N_COUNTRIES, seed: int = CANONICAL_WORLD_SEED) -> World:
     """A world: None (generated; `n_countries`, `seed`), a facts file (.yaml/.json/.csv), "hub" (the
     published CCA dataset, from the local cache when offline), or a folder written by `factlearn data`."""
     source = None if source is None else str(source)

@@ -132,3 +132,17 @@ def to_dict(cfg: Any) -> dict:
 def save_config(cfg: Any, path: str | Path) -> Path:
     """Save the resolved config next to an output, atomically."""
     return atomic_write_text(path, to_yaml(cfg))
+
+
+def read_saved_config(folder: str | Path | None) -> dict:
+    """A training output's config.yaml (written by `factlearn train`) as a dict, or {} when the folder
+    is not one: eval, probe and ablate only take defaults (world, labels) from it, so a missing or odd
+    file is not worth failing for; explicit flags still work."""
+    path = Path(str(folder)) / "config.yaml" if folder else None
+    if not path or not path.is_file():
+        return {}
+    try:
+        cfg = OmegaConf.to_container(OmegaConf.load(path))
+    except Exception:
+        return {}
+    return cfg if isinstance(cfg, dict) else {}

@@ -12,7 +12,9 @@ from pathlib import Path
 from factlearn.atomic import check_output_path
 from factlearn.data.cli import add_model_world_flags
 from factlearn.errors import UserError
-from factlearn.analyze.runinfo import world_args, corpus_label, model_label, read_run_config
+from factlearn.analyze.runinfo import corpus_label, model_label
+from factlearn.config import read_saved_config
+from factlearn.data.load import world_args
 from factlearn.data import load_cca
 from factlearn.data.custom import probe_templates
 from factlearn.analyze.probes import ProbeResult, plot_probes, probe_facts
@@ -106,7 +108,7 @@ def run_probe(args: argparse.Namespace) -> int:
     if args.max_wrong is not None:
         _positive(args.max_wrong, "--max-wrong")
     compare = [ProbeResult.load(p) for p in args.compare]  # fail on a bad file before loading the model
-    run_cfg = read_run_config(args.adapter or args.model) if Path(args.adapter or args.model).is_dir() else {}
+    run_cfg = read_saved_config(args.adapter or args.model) if Path(args.adapter or args.model).is_dir() else {}
     world, source = _load_world(run_cfg, args)
     label = args.label or Path(args.adapter or args.model).name
     templates = probe_templates(source)  # a facts file's own (refused when missing); None: the CCA templates
@@ -149,7 +151,7 @@ def run_ablate(args: argparse.Namespace) -> int:
     is_adapter = (finetuned / "adapter_config.json").is_file()
     if not is_adapter and not args.base:
         raise UserError(f"{finetuned} is a full model; pass --base with the model it was finetuned from")
-    run_cfg = read_run_config(finetuned) if finetuned.is_dir() else {}
+    run_cfg = read_saved_config(finetuned) if finetuned.is_dir() else {}
     world, _ = _load_world(run_cfg, args)
     if is_adapter:
         model, tokenizer = load_model(args.base, adapter=str(finetuned), device=args.device) if args.base \

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from factlearn.errors import UserError
-from factlearn.analyze.runinfo import corpus_label, read_run_config
+from factlearn.analyze.runinfo import corpus_label
+from factlearn.config import read_saved_config
 from factlearn.analyze.plotting import pyplot, save_figure
 
 DEFAULT_METRIC = "Eval_multiple_choice/acc"
@@ -125,7 +126,7 @@ def choose_metrics(log: TrainLog, metrics: list[str] | None) -> list[str]:
 
 def run_title(log_path: Path) -> str:
     """'model on corpus' from the run's config.yaml next to the log, else the run folder's name."""
-    cfg = read_run_config(log_path.parent)
+    cfg = read_saved_config(log_path.parent)
     if not cfg:
         return log_path.parent.name or str(log_path)
     return f"{Path(str(cfg.get('model', 'model'))).name} on {corpus_label(cfg, default='corpus')}"

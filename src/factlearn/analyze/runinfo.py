@@ -1,4 +1,4 @@
-"""What a model folder says about how it was trained: the resolved config.yaml the trainer writes.
+"""Labels from how a model folder was trained (its config.yaml, read by factlearn.config.read_saved_config).
 
 Analyses use it for titles ("model on corpus") and to probe/evaluate the same generated world the
 model was trained on, unless the user says otherwise.
@@ -7,22 +7,6 @@ model was trained on, unless the user says otherwise.
 from __future__ import annotations
 
 from pathlib import Path
-
-
-def read_run_config(folder: str | Path | None) -> dict:
-    """The run's config.yaml as a dict, or {} when the folder is not a factlearn training output."""
-    if folder is None:
-        return {}
-    path = Path(folder) / "config.yaml"
-    if not path.is_file():
-        return {}
-    try:
-        from omegaconf import OmegaConf
-
-        cfg = OmegaConf.to_container(OmegaConf.load(path))
-    except Exception:  # a title or default is not worth failing for; explicit flags still work
-        return {}
-    return cfg if isinstance(cfg, dict) else {}
 
 
 def model_label(spec: str | None, run_config: dict | None = None) -> str:
@@ -44,11 +28,3 @@ def corpus_label(run_config: dict | None, default: str = "no finetuning") -> str
         name += f" + forgetting (layers ≥ {forget['start_layer']})"
     return name
 
-
-def world_args(run_config: dict | None, source: str | None, n_countries: int | None,
-               seed: int | None) -> tuple[str | None, int, int]:
-    """(source, n_countries, seed) for load_cca: explicit values win, then the run's, then defaults."""
-    cfg = run_config or {}
-    return (source if source is not None else cfg.get("data_source"),
-            int(n_countries if n_countries is not None else cfg.get("n_countries", 20)),
-            int(seed if seed is not None else cfg.get("data_seed", 0)))

@@ -32,7 +32,7 @@ from factlearn.data.files import from_saved_dict, load_from_disk, read_any, read
 from factlearn.data.schema import (CLOZE_OF, CONFIGS, LIKELIHOOD_OF, CORPUS_CONFIGS, ORIGINAL_CONFIGS, SPLIT_OF, check_config_name,
                                    conform)
 from factlearn.data.likelihood import likelihood_rows
-from factlearn.data.world import Fact, check_n_countries, generate_world
+from factlearn.data.world import CANONICAL_N_COUNTRIES, CANONICAL_WORLD_SEED, Fact, check_n_countries, generate_world
 from factlearn.errors import UserError
 from factlearn.models import hub_reachable, is_hub_id
 
@@ -46,8 +46,8 @@ ALTERNATIVES = ("use the built-in generator instead (no --source / source=None),
                 "(`factlearn data generate OUT`, or a copy of the hub dataset saved with save_to_disk/parquet/JSONL)")
 
 
-def load_cca(config: str | None = None, source: str | None = None, n_countries: int = 20,
-             seed: int = 0) -> "datasets.Dataset | datasets.DatasetDict":
+def load_cca(config: str | None = None, source: str | None = None, n_countries: int = CANONICAL_N_COUNTRIES,
+             seed: int = CANONICAL_WORLD_SEED) -> "datasets.Dataset | datasets.DatasetDict":
     """One CCA config's split as a Dataset, or with config=None a DatasetDict keyed by config name.
 
     `n_countries` and `seed` select the generated world and are ignored for other sources.
@@ -78,7 +78,7 @@ def load_cca(config: str | None = None, source: str | None = None, n_countries: 
                     f"{ALTERNATIVES}")
 
 
-def load_text_corpus(spec: str, n_countries: int = 20, seed: int = 0, source: str | None = None) -> "datasets.Dataset":
+def load_text_corpus(spec: str, n_countries: int = CANONICAL_N_COUNTRIES, seed: int = CANONICAL_WORLD_SEED, source: str | None = None) -> "datasets.Dataset":
     """A Dataset with one `text` column for training.
 
     `spec`: a CCA corpus config name (taken from `source`, default the generator), a local file or
@@ -132,7 +132,7 @@ def with_likelihood(data):
     return data
 
 
-def audit_corpus(corpus: str, source: str | None = None, n_countries: int = 20, seed: int = 0) -> AuditResult:
+def audit_corpus(corpus: str, source: str | None = None, n_countries: int = CANONICAL_N_COUNTRIES, seed: int = CANONICAL_WORLD_SEED) -> AuditResult:
     """Audit a corpus (a CCA corpus config name from `source`, or a path / hub id) against `source`'s Facts."""
     texts = load_text_corpus(corpus, n_countries=n_countries, seed=seed, source=source)["text"]
     facts_ds = load_cca("Facts", source=source, n_countries=n_countries, seed=seed)
@@ -242,3 +242,14 @@ def _find_configs(path: Path, configs: list[str]) -> dict[str, "datasets.Dataset
         if ds is not None:
             found[name] = ds
     return {name: found[name] for name in configs if name in found}
+
+
+def world_args(run_config: dict | None, source: str | None, n_countries: int | None,
+               seed: int | None) -> tuple[str | None, int, int]:
+    """(source, n_countries, seed) for load_cca when evaluating or analysing a trained folder: explicit
+    values win, then the training run's config (`data_source`, `n_countries`, `data_seed`), then the
+    canonical world. One reader for `factlearn eval`, `probe` and `ablate`."""
+    cfg = run_config or {}
+    return (source if source is not None else cfg.get("data_source"),
+            int(n_countries if n_countries is not None else cfg.get("n_countries", CANONICAL_N_COUNTRIES)),
+            int(seed if seed is not None else cfg.get("data_seed", CANONICAL_WORLD_SEED)))

@@ -27,6 +27,9 @@ from factlearn.data.schema import RELATION_ANIMAL, RELATION_CAPITAL
 from factlearn.errors import UserError
 
 MIN_COUNTRIES = 2
+# The canonical world, the one every command uses when no world is named: its one home.
+CANONICAL_N_COUNTRIES = 20
+CANONICAL_WORLD_SEED = 0
 MAX_COUNTRIES = 100_000
 CANONICAL = {"n_countries": 20, "seed": 0}
 
@@ -317,7 +320,7 @@ def _assign_animals(n: int, rng: random.Random) -> list[Animal]:
 
 
 @functools.lru_cache(maxsize=8)
-def generate_world(n_countries: int = 20, seed: int = 0) -> World:
+def generate_world(n_countries: int = CANONICAL_N_COUNTRIES, seed: int = CANONICAL_WORLD_SEED) -> World:
     """Generate the world for (n_countries, seed); (20, 0) is the canonical world. Cached: worlds are immutable."""
     check_n_countries(n_countries)
     if isinstance(seed, bool) or not isinstance(seed, int):

@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 
 from transformers import TrainerCallback
 
+from factlearn.data.world import CANONICAL_N_COUNTRIES, CANONICAL_WORLD_SEED
 from factlearn.errors import UserError
 from factlearn.evaluate.engine import evaluate, resolve_data
 from factlearn.evaluate.results import save_results
@@ -42,7 +43,7 @@ class FactlearnEvalCallback(TrainerCallback):
 
     def __init__(self, world=None, tasks: Sequence[str] | str | None = ("Eval_QA",), every_n_steps: int = 100,
                  out_dir: str | Path = "runs/factlearn-callback", limit: int | None = None, num_fewshot: int = 5,
-                 batch_size: int = 16, tokenizer=None, n_countries: int = 20, seed: int = 0):
+                 batch_size: int = 16, tokenizer=None, n_countries: int = CANONICAL_N_COUNTRIES, seed: int = CANONICAL_WORLD_SEED):
         if every_n_steps < 1:
             raise UserError(f"every_n_steps must be >= 1, got {every_n_steps}")
         self.tasks = [t.name for t in get_tasks(tasks)]

@@ -8,12 +8,14 @@ import sys
 from pathlib import Path
 
 from factlearn.data.cli import add_model_world_flags
+from factlearn.data.load import world_args
 from factlearn.errors import UserError
 from factlearn.evaluate.engine import available_tasks, resolve_data, task_docs, evaluate
 from factlearn.evaluate.fewshot import check_num_fewshot, check_shots
 from factlearn.evaluate.tasks import get_tasks
 from factlearn.evaluate.control import control_data, control_tasks, capability
 from factlearn.atomic import check_output_path
+from factlearn.config import read_saved_config
 from factlearn.models import resolve_model_path, describe, load_model
 from factlearn.evaluate.results import results_table, save_results
 from factlearn.evaluate.export import export_lm_eval
@@ -65,27 +67,6 @@ def _register_export(sub) -> None:
     p.set_defaults(func=run_export)
 
 
-def _run_config(model: str | None) -> dict:
-    """A training output's config.yaml (written by factlearn train), or {}."""
-    path = Path(str(model)) / "config.yaml" if model else None
-    if not path or not path.is_file():
-        return {}
-    try:
-        from omegaconf import OmegaConf
-
-        cfg = OmegaConf.to_container(OmegaConf.load(path))
-    except Exception:  # only defaults come from it; explicit flags still work
-        return {}
-    return cfg if isinstance(cfg, dict) else {}
-
-
-def _world(args, run_config: dict) -> tuple[str | None, int, int]:
-    source = args.data if args.data is not None else run_config.get("data_source")
-    n = args.n_countries if args.n_countries is not None else run_config.get("n_countries", 20)
-    seed = args.seed if args.seed is not None else run_config.get("data_seed", 0)
-    return source, int(n), int(seed)
-
-
 def _load_checked(args, run_config: dict):
     """Resolve tasks and data and check num_fewshot before any model is loaded, so bad input fails fast."""
     check_shots(args.shots)
@@ -97,7 +78,7 @@ def _load_checked(args, run_config: dict):
             check_num_fewshot(task, len(task_docs(dataset, task)), args.num_fewshot)
         return tasks, dataset, ("control", len(dataset["Facts"]), 0)
     tasks = get_tasks(args.tasks)
-    source, n_countries, seed = _world(args, run_config)
+    source, n_countries, seed = world_args(run_config, args.data, args.n_countries, args.seed)
     dataset = resolve_data(source, [t.config for t in tasks] + ["Facts"], n_countries, seed)
     tasks = available_tasks(tasks, dataset, log=lambda msg: print(f"factlearn eval: {msg}", file=sys.stderr))
     for task in tasks:
@@ -122,7 +103,7 @@ def run_eval(args: argparse.Namespace) -> int:
     check_shots(args.shots)
     if not (args.model and (Path(args.model) / "adapter_config.json").is_file()):
         resolve_model_path(args.model)  # a folder without weights fails here, in a second
-    run_config = _run_config(args.adapter) or _run_config(args.model)
+    run_config = read_saved_config(args.adapter) or read_saved_config(args.model)
     tasks, dataset, (source, n_countries, seed) = _load_checked(args, run_config)
 
     from rich.console import Console
@@ -149,7 +130,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    run_config = _run_config(None)
+    run_config = {}
     tasks, dataset, _ = _load_checked(args, run_config)
     names = export_lm_eval(args.out, tasks=[t.name for t in tasks], data=dataset, num_fewshot=args.num_fewshot,
                            overwrite=args.overwrite, shots=args.shots)

@@ -21,12 +21,13 @@ from factlearn.evaluate.scoring import generate_until, score_choices, score_shar
 from factlearn.evaluate.tasks import CLOZE, GENERATE, Task, get_tasks
 from factlearn.data import load_cca
 from factlearn.data.custom import facts_configs
+from factlearn.data.world import CANONICAL_N_COUNTRIES, CANONICAL_WORLD_SEED
 from factlearn.stats import CI_LEVEL, check_level, item_interval
 
 
 # --------------------------------------------------------------------------- data
 
-def resolve_data(data, configs: Sequence[str], n_countries: int = 20, seed: int = 0) -> Mapping[str, Any]:
+def resolve_data(data, configs: Sequence[str], n_countries: int = CANONICAL_N_COUNTRIES, seed: int = CANONICAL_WORLD_SEED) -> Mapping[str, Any]:
     """A mapping config -> rows. `data` is such a mapping (e.g. load_cca's DatasetDict), or a source
     for factlearn.data.load_cca (None = the built-in generator, "hub", or a local folder).
 
@@ -160,7 +161,7 @@ def _run_multiple_choice(model, tokenizer, task: Task, docs: list[dict], prompts
 
 
 def evaluate(model, tokenizer, tasks: list[str] | str | None = None, data=None, num_fewshot: int = 5,
-             limit: int | Mapping[str, int | None] | None = None, batch_size: int = 16, n_countries: int = 20, seed: int = 0,
+             limit: int | Mapping[str, int | None] | None = None, batch_size: int = 16, n_countries: int = CANONICAL_N_COUNTRIES, seed: int = CANONICAL_WORLD_SEED,
              log: Callable[[str], None] | None = None, shots: str = SAME_SPLIT, level: float = CI_LEVEL) -> EvalResult:
     """Evaluate a model in memory (plain or peft) on tasks; usable inside training (eval-in-the-loop).
 

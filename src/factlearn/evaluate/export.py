@@ -21,6 +21,7 @@ import json
 from pathlib import Path
 
 from factlearn.atomic import atomic_dir
+from factlearn.data.world import CANONICAL_N_COUNTRIES, CANONICAL_WORLD_SEED
 from factlearn.errors import UserError
 from factlearn.evaluate import metrics
 from factlearn.evaluate.engine import resolve_data, task_docs, world_entities
@@ -88,7 +89,7 @@ def _row(task: Task, doc: dict, context: str, doc_index: int) -> dict:
 
 
 def export_lm_eval(out_dir: str | Path, tasks: list[str] | str | None = None, data=None, num_fewshot: int = 5,
-                   n_countries: int = 20, seed: int = 0, overwrite: bool = False, shots: str = "same-split") -> list[str]:
+                   n_countries: int = CANONICAL_N_COUNTRIES, seed: int = CANONICAL_WORLD_SEED, overwrite: bool = False, shots: str = "same-split") -> list[str]:
     """Write OUT/<lm-eval task>.yaml, OUT/data/<task>.jsonl and OUT/utils.py; return the lm-eval task names.
 
     Each data row: {"context": full prompt, "answer": gold text or gold index, "doc_index": row in the split}.

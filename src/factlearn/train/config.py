@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from factlearn.data.world import CANONICAL_N_COUNTRIES, CANONICAL_WORLD_SEED
 from factlearn.errors import UserError
 from factlearn.config import load_config
 
@@ -71,8 +72,8 @@ class TrainConfig:
     model: str = "smollm2-135m"
     subset: str = "Corpus_narrative"  # a CCA corpus config name, or a .jsonl/.parquet/dataset folder with `text`
     data_source: Optional[str] = None  # where CCA comes from: null = built-in generator, "hub", or a folder
-    n_countries: int = 20  # size of the generated world (ignored for the hub / local files)
-    data_seed: int = 0  # seed of the generated world; kept apart from `seed` so seeds share one world
+    n_countries: int = CANONICAL_N_COUNTRIES  # size of the generated world (ignored for the hub / local files)
+    data_seed: int = CANONICAL_WORLD_SEED  # seed of the generated world; kept apart from `seed` so seeds share one world
     seed: int = 1
     method: str = "full"
     lr: float = 1.5e-5

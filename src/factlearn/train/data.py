@@ -16,11 +16,12 @@ from pathlib import Path
 
 from factlearn.errors import UserError
 from factlearn.data import load_text_corpus
+from factlearn.data.world import CANONICAL_N_COUNTRIES, CANONICAL_WORLD_SEED
 
 BUCKET_CHUNK_STEPS = 16  # rows of this many optimizer steps are sorted together
 
 
-def load_corpus(subset: str, data_source: str | None = None, n_countries: int = 20, data_seed: int = 0):
+def load_corpus(subset: str, data_source: str | None = None, n_countries: int = CANONICAL_N_COUNTRIES, data_seed: int = CANONICAL_WORLD_SEED):
     """Return a datasets.Dataset with a `text` column for `subset`.
 
     `subset` is a CCA corpus config (from the generator or `data_source`), a local .jsonl/.json/.parquet
