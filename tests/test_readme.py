@@ -57,6 +57,14 @@ def documented_options(section: str) -> set[str]:
     return set(OPTION.findall(prose + "\n" + "\n".join(commands))) - GLOBAL_OPTIONS
 
 
+def test_readme_is_read_in_ten_minutes():
+    """About 300 lines at most: the depth lives in docs/, and every docs/ page the README links exists."""
+    text = README.read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 300
+    links = re.findall(r"\]\(((?:docs|benchmarks)/[^)#]+)", text)
+    assert links and all((ROOT / link).is_file() for link in links), [l for l in links if not (ROOT / l).is_file()]
+
+
 def test_lead_paragraph_and_two_commands_come_first():
     text = README.read_text()
     assert text.startswith("# factlearn\n\nTeach a language model new facts by finetuning")
@@ -181,8 +189,7 @@ def test_the_tour_runs_on_the_tiny_model(run_cli, tiny_model_dir, tmp_path):
         assert proc.returncode == 0, f"`{line}` exited {proc.returncode}: {proc.stderr[-2000:]}"
         ran.append(line)
     stages = [c.split()[1] for c in ran if c.startswith("factlearn ")]
-    assert stages == ["data"] * 5 + ["train", "eval", "probe", "run"], stages
+    assert stages == ["data"] * 3 + ["train", "eval", "run"], stages
     assert (tmp_path / "runs/tiny-narrative/model.safetensors").is_file()
     assert (tmp_path / "runs/eval-tiny-narrative/results.json").is_file()
-    assert (tmp_path / "runs/probe-tiny-narrative/probes.json").is_file()
     assert not (tmp_path / "runs/tiny-plan").exists(), "--plan wrote something"
