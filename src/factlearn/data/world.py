@@ -27,11 +27,10 @@ from factlearn.data.schema import RELATION_ANIMAL, RELATION_CAPITAL
 from factlearn.errors import UserError
 
 MIN_COUNTRIES = 2
+MAX_COUNTRIES = 100_000
 # The canonical world, the one every command uses when no world is named: its one home.
 CANONICAL_N_COUNTRIES = 20
 CANONICAL_WORLD_SEED = 0
-MAX_COUNTRIES = 100_000
-CANONICAL = {"n_countries": 20, "seed": 0}
 
 
 @dataclass(frozen=True)
