@@ -93,6 +93,9 @@ def test_forgetting_curve_compares_every_common_budget_after_the_reset():
     (["curve.budgets=[1,1]"], r"curve\.budgets \[1, 1\] has duplicates"),
     (["curve.budgets=[0,2]"], r"curve\.budgets must be epochs >= 1"),
     (["curve.budgets=[1,2]", "curve.tasks=[Eval_indirect_reasoning]"], r"curve\.tasks .* has no knowledge measure"),
+    (["curve.budgets=[1,2]", "curve.seeds=[]"], r"curve\.seeds is empty"),
+    (["curve.budgets=[1,2]", "seeds=[1,2]", "curve.seeds=[2,2]"], r"curve\.seeds \[2, 2\] has duplicates"),
+    (["curve.budgets=[1,2]", "seeds=[1,2]", "curve.seeds=[3]"], r"curve\.seeds \[3\] are not among the run's seeds"),
 ])
 def test_bad_curve_settings_are_one_line(run_cli, tmp_path, overrides, pattern):
     proc = run_cli("run", *overrides, "--plan", cwd=tmp_path)
@@ -109,6 +112,22 @@ def test_a_curve_task_the_world_lacks_is_one_line(run_cli, tmp_path, tiny_model_
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert re.search(r"curve\.tasks \['Eval_animal_commonsense'\] are not in this world", lines[0]), lines[0]
     assert not list(tmp_path.iterdir())
+
+
+def test_curve_seeds_curve_only_the_seeds_named_and_keep_their_keys(tiny_model_dir):
+    from factlearn.run.config import load_run_config
+    from factlearn.run.plan import plan_grid
+
+    common = [f"models=[{tiny_model_dir}]", "n_countries=2", "num_fewshot=1", "seeds=[1,2]", "analyses=[]", "control=false",
+              "curve.budgets=[1,2]"]
+    every = plan_grid(load_run_config("default", common))
+    first = plan_grid(load_run_config("default", [*common, "curve.seeds=[1]"]))
+    curves = lambda plan: {c.key: c.labels["seed"] for c in plan.cells if c.kind == "curve"}
+    assert sorted(set(curves(every).values())) == [1, 2]
+    assert set(curves(first).values()) == {1}
+    assert set(curves(first)) == {k for k, seed in curves(every).items() if seed == 1}
+    others = lambda plan: {c.key for c in plan.cells if c.kind != "curve"}
+    assert others(first) == others(every)
 
 
 # -- a tiny run with curves, end to end -----------------------------------------------------------------

@@ -80,10 +80,23 @@ class CurveOptions:
     budgets: Optional[list[int]] = None  # epochs (of each condition's own corpus) to evaluate at; null = no curves
     tasks: list[str] = field(default_factory=lambda: list(CURVE_TASKS))
     limit: Optional[int] = None  # items per curve task at each point (None -> all)
+    # A curve retrains its condition, so on CPU the powered profile curves one seed and keeps its three
+    # seeds for the single-budget verdicts.
+    seeds: Optional[list[int]] = None  # seeds that get a curve (null = every seed of the run)
 
-    def check(self) -> None:
+    def check(self, run_seeds: list[int]) -> None:
         if self.budgets is None:
             return
+        if self.seeds is not None:
+            if not self.seeds:
+                raise UserError("curve.seeds is empty; list the seeds to curve, e.g. curve.seeds=[1], "
+                                "or curve.seeds=null for every seed")
+            if len(set(self.seeds)) != len(self.seeds):
+                raise UserError(f"curve.seeds {list(self.seeds)} has duplicates; list each seed once")
+            stray = [s for s in self.seeds if s not in run_seeds]
+            if stray:
+                raise UserError(f"curve.seeds {stray} are not among the run's seeds {list(run_seeds)}; "
+                                "pick curve seeds from seeds")
         b = list(self.budgets)
         if not b:
             raise UserError("curve.budgets is empty; list epochs to evaluate at, e.g. curve.budgets=[1,2,3,5], "
@@ -230,7 +243,7 @@ class RunConfig:
             raise UserError(f"ablation.ks must be >= 0, got {self.ablation.ks}")
         if self.ablation.points < 2:
             raise UserError(f"ablation.points must be >= 2, got {self.ablation.points}")
-        self.curve.check()
+        self.curve.check(list(self.seeds))
         from factlearn.tracking import check_installed, check_report_to
 
         check_installed(check_report_to(self.report_to))

@@ -56,9 +56,9 @@ def curve_train_config(cell_cfg: TrainConfig, budgets: list[int], rows: int,
 
 def plan_curve_cell(plan: GridPlan, base: BaseModel, tokenizer, train_cell: Cell, first_pass_epochs: int | None,
                     eval_seconds_per_point: float) -> Cell | None:
-    """The curve cell of `train_cell` (appended to the plan), or None when the run asks for no curves."""
-    budgets = plan.cfg.curve.budgets
-    if not budgets:
+    """The curve cell of `train_cell` (appended to the plan), or None when the run asks for no curve of it."""
+    budgets, seeds = plan.cfg.curve.budgets, plan.cfg.curve.seeds
+    if not budgets or (seeds is not None and train_cell.labels["seed"] not in seeds):
         return None
     cell_cfg = plan.train_cfgs[train_cell.key]
     corpus = train_cell.labels["corpus"]
