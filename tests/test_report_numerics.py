@@ -47,3 +47,23 @@ def test_a_mixed_folder_names_what_differs(tmp_path):
     out = numerics_summary(tmp_path, cells + [_cell(tmp_path, "eval-old", "eval", None)])
     assert out["by_field"]["device"] == {"cpu": 3, UNRECORDED: 1} and "device" in out["differing"]
     assert out["cells"]["eval-old"] == {}
+
+
+def test_cells_from_two_cpus_are_mixed_even_at_equal_threads(tmp_path):
+    """The same commit and config on an AVX2 and an AVX-512 machine (a shared folder, or Slurm nodes of
+    two kinds) trains other weights: the folder must say so, and a cell that predates the field must not
+    pass as either."""
+    avx512 = {"torch_threads": 2, "device": "cpu", "cpu": "AVX512 (Xeon A)", "dtype": "float32", "torch": "2.13.0",
+              "transformers": "5.0"}
+    cells = [_cell(tmp_path, "train-a", "train", avx512), _cell(tmp_path, "train-b", "train", {**avx512, "cpu": "AVX2 (Xeon B)"})]
+    out = numerics_summary(tmp_path, cells)
+    assert out["differing"] == ["cpu"] and "cpu: AVX512 (Xeon A) (1 cells), AVX2 (Xeon B) (1 cells)" in out["note"]
+    before = {k: v for k, v in avx512.items() if k != "cpu"}
+    out = numerics_summary(tmp_path, [cells[0], _cell(tmp_path, "train-old", "train", before)])
+    assert out["by_field"]["cpu"] == {"AVX512 (Xeon A)": 1, UNRECORDED: 1}
+
+
+def test_this_process_names_its_cpu_kernels():
+    import torch
+
+    assert numerics()["cpu"].startswith(torch.backends.cpu.get_cpu_capability())

@@ -1,7 +1,7 @@
 """Does a run folder mix cells computed under different numerics?
 
-Cell keys hash the config, not the numerics (thread count, device, dtype, torch / transformers
-versions), so a folder can hold cells from a sequential run (all cores per cell) next to cells from
+Cell keys hash the config, not the numerics (thread count, device, CPU kernel family, dtype, torch /
+transformers versions), so a folder can hold cells from a sequential run (all cores per cell) next to cells from
 `workers=2` (half the threads), or from another machine. Those cells are reused as if equal, but
 training under other numerics gives other weights (docs/reproducibility.md measures by how much), so
 the report says when the finished cells disagree on any of them, and which cells ran under which.
@@ -37,7 +37,7 @@ def numerics_summary(run_dir: str | Path, cells: list[dict]) -> dict:
             # dtype is a training setting: only train cells have one
             if f == "dtype" and cell.get("kind") != "train":
                 continue
-            value = str(values.get(f)) if values else UNRECORDED
+            value = str(values[f]) if values and f in values else UNRECORDED  # a field added later: not recorded
             by_field[f][value] = by_field[f].get(value, 0) + 1
     differing = {f: counts for f, counts in by_field.items() if len(counts) > 1}
     note = None
