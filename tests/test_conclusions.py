@@ -457,9 +457,54 @@ def test_a_support_that_does_not_survive_holm_is_inconclusive():
     apply_holm(borderline, 0.95)  # Holm: 0.06 and 0.06, above 0.05
     assert [e["verdict"] for e in borderline] == ["inconclusive", "inconclusive"]
     assert "not after Holm's correction over the run's 2 tested findings" in borderline[0]["evidence"]["notes"][0]
-    clear = [_tested("F1", "supported", 0.001), _tested("F3k", "supported", 0.04), _tested("F4", "contradicted", 0.9)]
-    apply_holm(clear, 0.95)  # Holm: 0.003, 0.08, 0.9: only the second support falls; a contradiction is no p-test
+    clear = [_tested("F1", "supported", 0.001), _tested("F3k", "supported", 0.04), _tested("F6", "contradicted", 0.9)]
+    apply_holm(clear, 0.95)  # Holm: 0.003, 0.08, 0.9: only the second support falls; an ablation locus is no p-test
     assert [e["verdict"] for e in clear] == ["supported", "inconclusive", "contradicted"]
     unchanged = [_tested("F1", "supported", 0.03), _tested("F3k", "supported", 0.04)]
     apply_holm(unchanged)  # without a level only the adjusted p values are added
     assert [e["verdict"] for e in unchanged] == ["supported", "supported"] and unchanged[0]["p_holm"] == pytest.approx(0.06)
+
+
+def _contradicted(fid: str, p: float) -> dict:
+    """A contradicted entry whose contradiction test ("an effect of at least 0.05") gave p."""
+    return {**_tested(fid, "contradicted", 0.9), "contradiction_test": {"measure": fid, "bound": 0.05, "p": p}}
+
+
+def test_a_contradiction_faces_holm_like_a_support():
+    from factlearn.report.fairness import apply_holm
+
+    entries = [_tested("F1", "supported", 0.001), _contradicted("F4", 0.03), _tested("F3", "inconclusive", 0.5)]
+    apply_holm(entries, 0.95)  # Holm over 0.001, 0.03, 0.5: 0.003, 0.06, 0.5
+    assert [e["verdict"] for e in entries] == ["supported", "inconclusive", "inconclusive"]
+    assert entries[1]["p_raw"] == pytest.approx(0.03) and entries[1]["p_holm"] == pytest.approx(0.06)
+    assert entries[1]["evidence"]["notes"][0].startswith("contradicted at the uncorrected level (p=0.03)")
+    strong = [_tested("F1", "supported", 0.001), _contradicted("F4", 0.004), _tested("F3", "inconclusive", 0.5)]
+    apply_holm(strong, 0.95)
+    assert [e["verdict"] for e in strong] == ["supported", "contradicted", "inconclusive"]
+
+
+def _shifted(start: int, k: int, n: int = 200) -> list[float]:
+    """k right answers on items start .. start + k - 1: paired against items(), some items differ each way."""
+    return [1.0 if start <= i < start + k else 0.0 for i in range(n)]
+
+
+@pytest.mark.parametrize("continued_start,continued_right,expected", [
+    (70, 115, "inconclusive"),   # CI upper bound 0.049 < 0.05, p(effect >= 0.05) = 0.025, Holm 0.051 of 3
+    (80, 118, "contradicted"),   # CI upper bound 0.034, p = 0.018, Holm 0.036
+])
+def test_a_contradiction_that_does_not_survive_holm_is_inconclusive(continued_start, continued_right, expected):
+    """Forgetting a little below its continued control: at the uncorrected level both cases say "no
+    meaningful effect"; over the run's three tested findings only the clearer one still does."""
+    from factlearn.report.cli import conclusion_lines
+
+    case = {("narrative", IND): items(100, 200), ("narrative+forgetting", IND): _shifted(0, 100),
+            ("narrative+continued", IND): _shifted(continued_start, continued_right),
+            ("referencing", IND): _shifted(10, 101), ("base", QA): items(0), ("narrative", QA): items(18)}
+    entries = conclude(evidence(case))
+    f4 = finding(entries, "F4")
+    assert f4["verdict"] == expected and f4["holm_family"] == 3
+    test = f4["contradiction_test"]
+    assert test["bound"] == 0.05 and f4["p_raw"] == test["p"] and f4["evidence"]["measurements"][0]["ci"][1] < 0.05
+    assert ("contradicted at the uncorrected level" in f4["evidence"]["notes"][0]) == (expected == "inconclusive")
+    line = next(x for x in conclusion_lines({"conclusions": entries}) if x.strip().startswith("F4"))
+    assert f"p(effect >= 0.05)={test['p']:.2g} (Holm {f4['p_holm']:.2g} of 3)" in line

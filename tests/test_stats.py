@@ -106,6 +106,15 @@ def test_bounded_intervals_do_not_collapse_on_agreeing_items():
     assert seeds["ci"][0] == 0.0 and seeds["ci"][1] > 0.3
 
 
+def test_p_at_least_is_the_add_one_share_of_replicates_at_or_above_the_bound():
+    import numpy as np
+
+    reps = np.array([-0.2, -0.1, 0.0, 0.04, 0.05, 0.06, 0.3, -0.05, -0.01])  # 3 of 9 at or above 0.05
+    assert stats.p_at_least(reps, 0.05) == pytest.approx(4 / 10)
+    assert stats.p_at_least(reps, 1.0) == pytest.approx(1 / 10)  # never 0: add-one corrected
+    assert stats.p_at_least(reps, -1.0) == pytest.approx(1.0)
+
+
 def test_holm_adjusted_p_values_match_a_hand_computation():
     # sorted 0.01, 0.02, 0.03, 0.04 (m = 4): 4*0.01=0.04, max(0.04, 3*0.02=0.06)=0.06,
     # max(0.06, 2*0.03=0.06)=0.06, max(0.06, 1*0.04)=0.06; None is not a test

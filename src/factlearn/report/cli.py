@@ -41,6 +41,8 @@ def conclusion_lines(results: dict) -> list[str]:
                 isinstance(x, (int, float)) for x in ci):
             m = measures[0]
             p = f", p={m['p_value']:.2g}" if isinstance(m.get("p_value"), (int, float)) else ""
+            if (test := c.get("contradiction_test")):  # the p that decided "contradicted", and entered Holm
+                p = f", p(effect >= {test['bound']:g})={test['p']:.2g}"
             if isinstance(c.get("p_holm"), (int, float)):
                 p += f" (Holm {c['p_holm']:.2g} of {c.get('holm_family')})"
             line += f"\n      {m['name']}: {m['value']:+.3f} [{m['ci'][0]:+.2f}, {m['ci'][1]:+.2f}]{p}"

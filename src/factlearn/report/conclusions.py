@@ -7,7 +7,9 @@ for a claimed positive effect E (a difference of mean scores, paired over the sa
 
     supported     the CI of E lies above 0
     contradicted  the CI's upper bound is below `min_effect` (no meaningful effect, or the opposite)
-    inconclusive  otherwise: the interval does not decide it
+    inconclusive  otherwise: the interval does not decide it, or the decision does not survive Holm's
+                  correction over the run's findings (a support's test: "no difference"; a
+                  contradiction's: the one-sided p of "an effect of at least min_effect")
     not measurable  a task it needs is beyond the model (the capability control found it no better
                   than chance on real facts the model knows), or the run has no cells for it
 
@@ -28,7 +30,7 @@ from factlearn.report.evidence import BASE, Evidence, pair_items
 from factlearn.report.fairness import (NOT_COMPARABLE, apply_holm, conditional_transfer, directions_disagree, parity,
                                        scope_text)
 from factlearn.stats import (CI_LEVEL, N_BOOT, PARITY_MARGIN, bootstrap_p_value, check_level, check_parity_margin,
-                             cluster_bootstrap_replicates, paired_comparison, percentile_interval)
+                             cluster_bootstrap_replicates, p_at_least, paired_comparison, percentile_interval)
 from factlearn.report.locus import ablation_locus, top_down_locus
 
 QA = "Eval_QA"
@@ -154,7 +156,8 @@ class Judge:
         min_effect = self.min_effect if min_effect is None else min_effect
         return (f"Effect = {effect}. Supported when its {self.pct} CI lies above 0; contradicted when the CI's "
                 f"upper bound is below {min_effect:g} (no meaningful effect, or the opposite one); otherwise "
-                "inconclusive. Not measurable when a needed task is beyond the model by the capability "
+                "inconclusive. Either decision must also survive Holm's correction over the run's tested findings "
+                f"(a contradiction's test: the one-sided bootstrap p of an effect of at least {min_effect:g}). Not measurable when a needed task is beyond the model by the capability "
                 "control, or the run has no cells for it.")
 
     def reasoning(self, model: str, a: tuple[str, str], b: tuple[str, str]) -> tuple[list[Measure], list[str]]:
@@ -205,6 +208,15 @@ def _entry(fid: str, claim: str, rule: str, model, method, verdict: str, measure
     assert verdict in VERDICTS
     return {"id": fid, "claim": claim, "model": model, "method": method, "verdict": verdict, "rule": rule,
             "evidence": {"measurements": [m.to_dict() for m in measures], "notes": notes}}
+
+
+def contradiction_test(measures: list[Measure], n_primary: int, bound: float) -> dict | None:
+    """The one-sided test behind a `contradicted` verdict: p of "the effect is at least `bound`" from the
+    bootstrap replicates of each primary measure whose interval lies below `bound`; the smallest p. None
+    where no such measure has replicates (an ablation locus is decided by its k interval, not a p-test)."""
+    tests = [{"measure": m.name, "bound": bound, "p": p_at_least(m.replicates, bound)}
+             for m in measures[:n_primary] if m.replicates is not None and m.ci[1] < bound]
+    return min(tests, key=lambda t: t["p"]) if tests else None
 
 
 def _unmeasurable(j: Judge, model: str, task: str) -> str | None:
@@ -315,7 +327,8 @@ def f4_forgetting(j: Judge, model: str, method: str):
         verdict, measures, notes = matched
         if single[0] != "not measurable":
             measures = [*measures, single[1][0]]
-            notes = [*notes, f"against single-pass narrative (half the training): {single[0]}"]
+            notes = [*notes, f"against single-pass narrative (half the training): {single[0]} "
+                             "(its interval alone, no Holm: context, not a verdict)"]
         return verdict, measures, notes
     verdict, measures, notes = single
     if verdict == "not measurable":
@@ -465,6 +478,9 @@ def conclude(evidence: Evidence, level: float = CI_LEVEL, min_effect: float = MI
             if (why := _seeds_disagree(verdict, measures, 2 if fid == "F5" else 1)):
                 verdict, notes = "inconclusive", [*notes, why]
             entry = _entry(fid, claim, rule(j), model, method, verdict, measures, notes)
+            if verdict == "contradicted":
+                bound = j.min_effect_nats if fid == "F5" else j.min_effect
+                entry["contradiction_test"] = contradiction_test(measures, 2 if fid == "F5" else 1, bound)
             entry["seeds"] = _seeds_of(evidence, model, method)
             entry["scope"] = scope_text(model, method, entry["seeds"], (scope or {}).get("world_size"),
                                         (scope or {}).get("budgets"))

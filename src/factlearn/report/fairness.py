@@ -137,21 +137,33 @@ def scope_text(model, method, seeds: Sequence, world_size: int | None, budgets: 
     return "; ".join(parts)
 
 
-def apply_holm(entries: list[dict], level: float | None = None) -> None:
-    """Add p_raw / p_holm to every entry's primary test (its first measurement), in place.
+def tested_p(entry: dict) -> float | None:
+    """The p-value of an entry's primary test: its contradiction test where the finding was judged
+    contradicted (conclusions.contradiction_test), else its first measurement's test of "no difference"."""
+    if entry.get("contradiction_test"):
+        return entry["contradiction_test"]["p"]
+    measures = entry["evidence"]["measurements"]
+    return measures[0].get("p_value") if measures else None
 
-    With `level`, a `supported` whose Holm-adjusted p exceeds 1 - level becomes inconclusive: each
-    finding's interval is at the uncorrected level, and the run tests several findings at once."""
-    firsts = [e["evidence"]["measurements"][0] if e["evidence"]["measurements"] else None for e in entries]
-    raw = [m.get("p_value") if m is not None else None for m in firsts]
+
+def apply_holm(entries: list[dict], level: float | None = None) -> None:
+    """Add p_raw / p_holm to every entry's primary test (tested_p), in place.
+
+    With `level`, a `supported` or a tested `contradicted` whose Holm-adjusted p exceeds 1 - level
+    becomes inconclusive: each finding's interval is at the uncorrected level, and the run tests several
+    findings at once. A contradiction is a claim too ("no effect of at least min_effect"), so it faces
+    the same correction as a support."""
+    raw = [tested_p(e) for e in entries]
     family = sum(1 for x in raw if x is not None)
     for e, p, adj in zip(entries, raw, holm_adjust(raw)):
         e["p_raw"], e["p_holm"] = p, adj
         e["holm_family"] = family
-        if level is not None and e["verdict"] == "supported" and adj is not None and adj > 1 - level:
+        decided = e["verdict"] == "supported" or (e["verdict"] == "contradicted" and e.get("contradiction_test"))
+        if level is not None and decided and adj is not None and adj > 1 - level:
+            was = e["verdict"]
             e["verdict"] = "inconclusive"
             e["evidence"]["notes"].insert(0,  # first: the reason the verdict is not what its interval says
-                f"supported at the uncorrected level (p={p:.2g}), not after Holm's correction over the run's "
+                f"{was} at the uncorrected level (p={p:.2g}), not after Holm's correction over the run's "
                 f"{family} tested findings (p_holm={adj:.2g} > {1 - level:.2g}): not decided")
 
 

@@ -106,7 +106,8 @@ def _measure(m: dict) -> str:
 def _holm(e: dict) -> str:
     if e.get("p_raw") is None:
         return ""
-    return f"; p {e['p_raw']:.3g} raw, {e['p_holm']:.3g} Holm (of {e.get('holm_family')})"
+    tested = f" (effect >= {e['contradiction_test']['bound']:g})" if e.get("contradiction_test") else ""
+    return f"; p{tested} {e['p_raw']:.3g} raw, {e['p_holm']:.3g} Holm (of {e.get('holm_family')})"
 
 
 def _world_size(world: dict) -> str:
