@@ -87,6 +87,19 @@ def test_forgetting_curve_compares_every_common_budget_after_the_reset():
     assert along[0].value == pytest.approx(0.2) and along[1].value == pytest.approx(0.3)
 
 
+def test_f3k_states_the_seeds_of_its_curves_not_the_runs():
+    """cpu-full trains three seeds but curves seed 1: F3k is decided on seed 1 and must say so."""
+    from factlearn.report.matched import add_curve_findings
+
+    j, curves = judge({1: (0.1, 0.5), 2: (0.3, 0.6), 3: (0.6, 0.8)}, NARR)
+    three = Evidence(scores={(MODEL, *BASE, QA): scores(QA, 0.0, 40, seed=None),
+                             **{(MODEL, METHOD, "narrative", QA): TaskScores(QA, "acc", {s: {i: 1.0 for i in range(40)}
+                                                                                      for s in (1, 2, 3)})}})
+    (entry,) = add_curve_findings([], three, curves, 0.95, 0.15)
+    assert entry["id"] == "F3k" and entry["seeds"] == [1]
+    assert "1 seed (1; seed-to-seed variation not measured)" in entry["scope"]
+
+
 @pytest.mark.parametrize("overrides,pattern", [
     (["curve.budgets=[]"], r"curve\.budgets is empty"),
     (["curve.budgets=[3,1]"], r"curve\.budgets \[3, 1\] is unsorted"),

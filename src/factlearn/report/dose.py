@@ -34,6 +34,12 @@ class CurveEvidence:
     def at(self, key: Condition, epochs: int) -> dict[str, TaskScores]:
         return self.points[key][epochs]
 
+    def seeds(self, model: str, method: str) -> list:
+        """The training seeds the curves of (model, method) were run with (`curve.seeds`, not the run's)."""
+        found = {s for key, by_epoch in self.points.items() if key[:2] == (model, method)
+                 for tasks in by_epoch.values() for scores in tasks.values() for s in scores.by_seed}
+        return sorted(s for s in found if s is not None)
+
 
 def _read_point(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

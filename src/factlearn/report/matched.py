@@ -14,7 +14,7 @@ after the reset (evidence beside F4's single-budget verdict).
 from __future__ import annotations
 
 from factlearn.report.conclusions import (CONTINUED, FORGET, NARR, REF, Judge, Measure, _entry,
-                                          _reasoning_effect, _seeds_of, contradiction_test)
+                                          _reasoning_effect, contradiction_test)
 from factlearn.report.dose import CurveEvidence, evidence_at
 from factlearn.report.evidence import BASE, Evidence
 from factlearn.report.fairness import NOT_COMPARABLE, apply_holm, knowledge_task, level, scope_text
@@ -106,7 +106,7 @@ def add_curve_findings(entries: list[dict], evidence: Evidence, curves: CurveEvi
         entry = _entry(F3_MATCHED, CLAIM, matched_rule(j), model, method, verdict, measures, notes)
         if verdict == "contradicted":
             entry["contradiction_test"] = contradiction_test(measures, 1, j.min_effect)
-        entry["seeds"] = _seeds_of(evidence, model, method)
+        entry["seeds"] = curves.seeds(model, method)  # decided on the curves: their seeds, not the run's
         entry["scope"] = scope_text(model, method, entry["seeds"], (scope or {}).get("world_size"),
                                     {"curve": f"epochs {', '.join(str(b) for b in curves.budgets((model, method, REF)))}"})
         at = next(i for i, e in enumerate(entries) if e["id"] == "F3" and e["model"] == model
