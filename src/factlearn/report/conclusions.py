@@ -157,8 +157,9 @@ class Judge:
         return (f"Effect = {effect}. Supported when its {self.pct} CI lies above 0; contradicted when the CI's "
                 f"upper bound is below {min_effect:g} (no meaningful effect, or the opposite one); otherwise "
                 "inconclusive. Either decision must also survive Holm's correction over the run's tested findings "
-                f"(a contradiction's test: the one-sided bootstrap p of an effect of at least {min_effect:g}). Not measurable when a needed task is beyond the model by the capability "
-                "control, or the run has no cells for it.")
+                f"(a contradiction's test: the one-sided bootstrap p of an effect of at least {min_effect:g}). "
+                "Not measurable when a needed task is beyond the model by the capability control, or the run has "
+                "no cells for it.")
 
     def reasoning(self, model: str, a: tuple[str, str], b: tuple[str, str]) -> tuple[list[Measure], list[str]]:
         """Per reasoning slot, the paired a - b measure of its first measurable form; plus notes."""
@@ -473,14 +474,15 @@ def conclude(evidence: Evidence, level: float = CI_LEVEL, min_effect: float = MI
     for fid, claim, judge, rule in FINDINGS:
         if not scopes:
             out.append(_entry(fid, claim, rule(j), None, None, "not measurable", [], ["the run has no trained model"]))
+        n_primary = 2 if fid == "F5" else 1  # F5 is judged on two measures (in nats), the others on one
+        bound = j.min_effect_nats if fid == "F5" else j.min_effect
         for model, method in scopes:
             verdict, measures, notes = judge(j, model, method)
-            if (why := _seeds_disagree(verdict, measures, 2 if fid == "F5" else 1)):
+            if (why := _seeds_disagree(verdict, measures, n_primary)):
                 verdict, notes = "inconclusive", [*notes, why]
             entry = _entry(fid, claim, rule(j), model, method, verdict, measures, notes)
             if verdict == "contradicted":
-                bound = j.min_effect_nats if fid == "F5" else j.min_effect
-                entry["contradiction_test"] = contradiction_test(measures, 2 if fid == "F5" else 1, bound)
+                entry["contradiction_test"] = contradiction_test(measures, n_primary, bound)
             entry["seeds"] = _seeds_of(evidence, model, method)
             entry["scope"] = scope_text(model, method, entry["seeds"], (scope or {}).get("world_size"),
                                         (scope or {}).get("budgets"))

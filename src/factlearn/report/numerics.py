@@ -1,8 +1,8 @@
 """Does a run folder mix cells computed under different numerics?
 
 Cell keys hash the config, not the numerics (thread count, device, CPU kernel family, dtype, torch /
-transformers versions), so a folder can hold cells from a sequential run (all cores per cell) next to cells from
-`workers=2` (half the threads), or from another machine. Those cells are reused as if equal, but
+transformers versions), so a folder can hold cells from a sequential run (all cores per cell) next to
+cells from `workers=2` (half the threads), or from another machine. Those cells are reused as if equal, but
 training under other numerics gives other weights (docs/reproducibility.md measures by how much), so
 the report says when the finished cells disagree on any of them, and which cells ran under which.
 Each cell's numerics are in its done.json (`numerics`, written by the cell store); cells written
