@@ -9,8 +9,9 @@ different maths:
   nothing but rounding);
 - logits are computed only at the scored positions (`logits_to_keep`), so neither the LM head nor the
   log-softmax ever runs over the whole sequence x vocabulary;
-- multiple choice: one forward pass over the context scores all four " A".." D" when each is a single
-  token after that context (checked per item; otherwise each choice is scored separately);
+- shared contexts: every distinct (left-truncated) context runs once, and every continuation after it
+  in the same packed row under a block attention mask (packing.py); one-token choices (" A".." D")
+  are read off the context's last position;
 - generation: `model.generate` with the KV cache, each row stopping at the stop string;
 - everything under `torch.inference_mode()`.
 
@@ -21,6 +22,8 @@ from __future__ import annotations
 
 import inspect
 from typing import Any, Iterator, Sequence
+
+from factlearn.evaluate.packing import PREFIX, Row, attention_allowed, lay_out, pack_rows, split_group
 
 _LM_EVAL_UNSET_MAX_LEN = 1000000000000000019884624838656  # transformers' "no limit" sentinel
 
@@ -129,113 +132,120 @@ def scored_prefix(context_ids: Sequence[int], continuation_ids: Sequence[int], l
     return tuple(scored_input[:len(scored_input) - (len(continuation_ids) - 1)])
 
 
-def _cache_argument(model) -> str:
-    """The forward argument that takes a KV cache: `cache` (transformers >= 5.2x), else `past_key_values`."""
+# (columns, scored positions) per forward pass when the caller names none. CPU: measured on 2 cores
+# (benchmarks/bench_probes.py; smaller passes keep the logits in cache: 2048/1024 ran 1.15x faster
+# than 4096/2048). CUDA: larger passes to fill the GPU, not yet measured (benchmarks/gpu_check.sh).
+PASS_BUDGETS = {"cpu": (2048, 1024), "cuda": (16384, 8192)}
+
+
+def _takes_custom_masks(model) -> bool:
+    """Does the attention honour a 4D mask as given? eager and sdpa do; flash-attention kernels take
+    only padding information (they would silently score the packed rows wrong)."""
     from factlearn.models import unwrap_peft
 
-    return "cache" if "cache" in inspect.signature(unwrap_peft(model).forward).parameters else "past_key_values"
+    return getattr(unwrap_peft(model).config, "_attn_implementation", "eager") in ("eager", "sdpa")
 
 
-def _returned_cache(output):
-    cache = getattr(output, "cache", None)
-    return cache if cache is not None else getattr(output, "past_key_values", None)
+def _row_batches(rows: Sequence[Row], batch_size: int, batch_tokens: int, logit_rows: int) -> Iterator[list[Row]]:
+    """Consecutive rows (sorted widest first) while the batch stays within rows, tokens and logit rows."""
+    batch: list[Row] = []
+    for row in rows:
+        width = len(batch[0].ids) if batch else len(row.ids)
+        scored = max([r.n_scored for r in batch] + [row.n_scored])
+        if batch and (len(batch) == batch_size or (len(batch) + 1) * width > batch_tokens
+                      or (len(batch) + 1) * scored > logit_rows):
+            yield batch
+            batch = []
+        batch.append(row)
+    if batch:
+        yield batch
 
 
-def _select_cache_rows(cache, rows):
-    """A new cache whose row r is row rows[r] of `cache` (which stays unchanged, for the next chunk).
-
-    transformers' Cache.batch_select_indices replaces each layer's tensors (it does not write into
-    them), so shallow copies of the cache and its layers are enough; legacy tuple caches are indexed.
-    """
-    import copy
-
-    if isinstance(cache, (tuple, list)):
-        return tuple(tuple(t.index_select(0, rows) for t in layer) for layer in cache)
-    chunk = copy.copy(cache)
-    chunk.layers = [copy.copy(layer) for layer in cache.layers]
-    chunk.batch_select_indices(rows)
-    return chunk
-
-
-def _prefix_pass(model, prefixes: Sequence[Sequence[int]], pad_id: int, device, want_cache: bool):
-    """Log-probabilities after each prefix's last token ([groups, vocab]), its mask, and its KV cache."""
+def _score_rows(model, rows: Sequence[Row], pad_id: int, device, scores) -> None:
+    """One forward pass over left-padded packed rows; adds each target's log-probability to its request."""
     import torch
 
-    ids, mask = _left_pad(prefixes, pad_id, device)
-    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
-    extra = {"logits_to_keep": 1} if _supports_logits_to_keep(model) else {}
-    out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids, use_cache=want_cache, **extra)
-    return torch.log_softmax(out.logits[:, -1, :].float(), dim=-1), mask, _returned_cache(out) if want_cache else None
-
-
-def _continuation_pass(model, cache, prefix_mask, rows: list[int], tails: list[list[int]], pad_id: int,
-                       device) -> list[float]:
-    """Sum log-probability of tails[r][1:] given prefix rows[r] + tails[r][:-1], over the prefix's cache.
-
-    Continuation tokens are right-padded (a real token never attends to a later pad) and their
-    positions go on from each prefix's own length, so each row is the same sequence as in the
-    per-request path.
-    """
-    import torch
-
-    width = max(len(t) for t in tails) - 1
+    width, keep = max(len(r.ids) for r in rows), max(r.n_scored for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    targets = torch.zeros((len(rows), width), dtype=torch.long)
-    tail_mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for r, tail in enumerate(tails):
-        ids[r, :len(tail) - 1] = torch.tensor(tail[:-1])
-        targets[r, :len(tail) - 1] = torch.tensor(tail[1:])
-        tail_mask[r, :len(tail) - 1] = 1
-    index = torch.tensor(rows, device=device)
-    ids, targets, tail_mask = ids.to(device), targets.to(device), tail_mask.to(device)
-    past_mask = prefix_mask.index_select(0, index)
-    positions = past_mask.sum(-1, keepdim=True) + torch.arange(width, device=device)
-    logits = model(input_ids=ids, attention_mask=torch.cat([past_mask, tail_mask], dim=-1), position_ids=positions,
-                   use_cache=True, **{_cache_argument(model): _select_cache_rows(cache, index)}).logits[:, -width:, :].float()
-    logprobs = torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None])[..., 0]
-    return (logprobs * tail_mask).sum(-1).tolist()
+    positions = torch.zeros((len(rows), width), dtype=torch.long)
+    pieces = torch.full((len(rows), width), -1, dtype=torch.long)
+    branches = torch.full((len(rows), width), PREFIX, dtype=torch.long)
+    flat_rows, tokens, owners = [], [], []
+    for b, row in enumerate(rows):
+        pad = width - len(row.ids)
+        ids[b, pad:] = torch.tensor(row.ids)
+        positions[b, pad:] = torch.tensor(row.positions)
+        pieces[b, pad:] = torch.tensor(row.pieces)
+        branches[b, pad:] = torch.tensor(row.branches)
+        for column, token, request in row.targets:
+            flat_rows.append(b * keep + column + pad - (width - keep))
+            tokens.append(token)
+            owners.append(request)
+    dtype = next(model.parameters()).dtype
+    allowed = attention_allowed(pieces, branches, positions).to(device)
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, torch.finfo(dtype).min)
+    extra = {"logits_to_keep": keep} if _supports_logits_to_keep(model) else {}
+    logits = model(input_ids=ids.to(device), attention_mask=mask[:, None], position_ids=positions.to(device),
+                   use_cache=False, **extra).logits[:, -keep:, :]
+    # over every kept row: cheaper than copying out the needed rows first (measured on CPU)
+    logprobs = torch.log_softmax(logits.float(), dim=-1).reshape(-1, logits.shape[-1])
+    picked = logprobs[torch.tensor(flat_rows, device=device), torch.tensor(tokens, device=device)].double().cpu()
+    scores.index_add_(0, torch.tensor(owners), picked)
+
+
+def _score_unpacked(model, requests, groups: dict[tuple[int, ...], list[int]], pad_id: int, device,
+                    batch_size: int, scores) -> None:
+    """Each request as its own left-padded sequence: the path for attention that takes no custom mask."""
+    import torch
+
+    items = [(prefix + tuple(requests[i][1][:-1]), i) for prefix, idx in groups.items() for i in idx]
+    items.sort(key=lambda item: -len(item[0]))
+    for start in range(0, len(items), max(1, batch_size)):
+        batch = items[start:start + max(1, batch_size)]
+        keep = max(len(requests[i][1]) for _, i in batch)
+        ids, mask = _left_pad([seq for seq, _ in batch], pad_id, device)
+        logprobs = torch.log_softmax(_tail_logits(model, ids, mask, keep), dim=-1)
+        for row, (_, i) in enumerate(batch):
+            cont = torch.tensor(requests[i][1], device=device)
+            scores[i] = float(logprobs[row, keep - len(cont):, :].gather(-1, cont[:, None]).sum())
 
 
 def score_token_requests(model, requests: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int, limit: int,
-                         batch_size: int = 16, rows_budget: int = 512) -> list[float]:
+                         batch_size: int = 16, row_tokens: int = 256, batch_tokens: int | None = None,
+                         logit_rows: int | None = None) -> list[float]:
     """Sum log-probability of each (context ids, continuation ids) request: the shared-context primitive.
 
     Requests are grouped by scored prefix (scored_prefix: the truncation rule of the per-request path,
-    kept exactly). Each distinct prefix runs through the model once, `batch_size` prefixes a pass, with
-    the KV cache kept; the first token of every continuation is scored from the prefix's last position,
-    and the rest of all continuations run in batches over that cache, rows expanded from their prefix
-    (`batch_size` x `rows_budget` cached+new token rows a pass bound the memory). One-token
-    continuations (letter choices) need no cache at all. Empty continuations score 0.
+    kept exactly) and packed (factlearn.evaluate.packing): each prefix's tokens once, every continuation
+    after it in the same row under a block attention mask, pieces first-fit into rows of `row_tokens`
+    columns (wider where one prefix and continuation need it). A pass takes at most `batch_size` rows,
+    `batch_tokens` columns and `logit_rows` scored positions (the fp32 logits are logit_rows x vocab;
+    None: PASS_BUDGETS for the model's device).
+    Models whose attention takes no custom mask (flash-attention) score each request alone instead.
+    Empty continuations score 0.
     """
     import torch
 
-    scores = [0.0] * len(requests)
+    scores = torch.zeros(len(requests), dtype=torch.float64)
+    device = _device(model)
+    default_tokens, default_logits = PASS_BUDGETS["cuda" if device.type == "cuda" else "cpu"]
+    batch_tokens, logit_rows = batch_tokens or default_tokens, logit_rows or default_logits
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, (context_ids, continuation_ids) in enumerate(requests):
         if continuation_ids:
             groups.setdefault(scored_prefix(context_ids, continuation_ids, limit), []).append(i)
-    prefixes = sorted(groups, key=lambda p: -len(p))
-    device = _device(model)
-    step = max(1, batch_size)
+    continuations = [list(c) for _, c in requests]
     with torch.inference_mode():
-        for start in range(0, len(prefixes), step):
-            batch = prefixes[start:start + step]
-            long_rows = [(g, i) for g, p in enumerate(batch) for i in groups[p] if len(requests[i][1]) > 1]
-            first, prefix_mask, cache = _prefix_pass(model, batch, pad_id, device, want_cache=bool(long_rows))
-            for g, p in enumerate(batch):
-                picked = first[g].index_select(0, torch.tensor([requests[i][1][0] for i in groups[p]], device=device))
-                for i, value in zip(groups[p], picked.tolist()):
-                    scores[i] = value
-            long_rows.sort(key=lambda gi: -len(requests[gi[1]][1]))
-            longest = max((len(requests[i][1]) for _, i in long_rows), default=1)
-            chunk_rows = max(1, step * rows_budget // (prefix_mask.shape[1] + longest))
-            for c in range(0, len(long_rows), chunk_rows):
-                chunk = long_rows[c:c + chunk_rows]
-                rest = _continuation_pass(model, cache, prefix_mask, [g for g, _ in chunk],
-                                          [list(requests[i][1]) for _, i in chunk], pad_id, device)
-                for (_, i), value in zip(chunk, rest):
-                    scores[i] += value
-    return scores
+        if not _takes_custom_masks(model):
+            _score_unpacked(model, requests, groups, pad_id, device, batch_size, scores)
+            return scores.tolist()
+        pieces = [piece for prefix, idx in groups.items() for piece in split_group(prefix, idx, continuations, row_tokens)]
+        capacity = max([row_tokens] + [p.width(continuations) for p in pieces])
+        rows = sorted((lay_out(r, continuations) for r in pack_rows(pieces, continuations, capacity)),
+                      key=lambda r: (-len(r.ids), -r.n_scored))
+        for batch in _row_batches(rows, max(1, batch_size), batch_tokens, logit_rows):
+            _score_rows(model, batch, pad_id, device, scores)
+    return scores.tolist()
 
 
 def score_shared(model, tokenizer, contexts: Sequence[str], continuations: Sequence[Sequence[str]],
@@ -243,7 +253,7 @@ def score_shared(model, tokenizer, contexts: Sequence[str], continuations: Seque
     """Log-likelihood of every continuation after its context: [context][its continuations].
 
     The way to ask for many continuations of one context (a cloze item's choices, a probe prompt's
-    tails): the context is encoded and run through the model once, every continuation over its cache.
+    tails): the context is encoded and run through the model once, every continuation packed after it.
     Equal, within float rounding, to scoring each pair as its own sequence
     (factlearn.evaluate.scoring_reference), which the tests check.
     """
@@ -287,7 +297,7 @@ def score_choices(model, tokenizer, contexts: Sequence[str], choices: Sequence[s
     """Log-likelihood of every choice after every context: [len(contexts)][len(choices)].
 
     One forward pass over each context; one-token choices (" A".." D") are read off its last position,
-    longer ones run over its cache (score_shared).
+    longer ones are packed after it (score_shared).
     """
     return score_shared(model, tokenizer, contexts, [list(choices)] * len(contexts), batch_size)
 
