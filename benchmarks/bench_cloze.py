@@ -1,8 +1,8 @@
 """Benchmark: the two cloze tasks, shared-context scoring vs the per-choice path and lm-eval 0.4.
 
 A cloze item scores each of its four choice texts after the same 5-shot context. The current engine
-(factlearn.evaluate.evaluate -> scoring.score_shared) runs the context once and every choice over its
-KV cache; the reference is the same engine with the per-pair path (factlearn.evaluate.scoring_reference:
+(factlearn.evaluate.evaluate -> scoring.score_shared) runs the context once and packs every choice
+after it under a block attention mask; the reference is the same engine with the per-pair path (factlearn.evaluate.scoring_reference:
 one sequence per choice, as before); the peer is lm-evaluation-harness 0.4 (HFLM, batch 1) on the
 tasks `factlearn export-lm-eval` writes. All three run in this process on one model object and the
 same prompts. Prints the times, ratios (targets: >= 3x the reference, faster than lm-eval), answers

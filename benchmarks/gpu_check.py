@@ -384,9 +384,11 @@ PROBE_PROMPTS = ("On a map of {head}, the city marked as the national capital is
 
 
 def scoring_section(args, clock: Clock, tokenizer, data) -> None:
-    """Shared-context scoring (scoring.score_shared: each context once, its continuations over the KV
-    cache) vs the per-pair reference path (scoring_reference), on probe-shaped requests (every tail of
-    the world after each prompt) and on the cloze tasks through the engine: answers must be identical."""
+    """Shared-context scoring (scoring.score_shared: each context once, its continuations packed after it
+    under a block attention mask) vs the per-pair reference path (scoring_reference), on probe-shaped
+    requests (every tail of the world after each prompt) and on the cloze tasks through the engine:
+    answers must be identical. Also times the packed path under other pass budgets than the CUDA
+    default (scoring.PASS_BUDGETS, not yet measured on a GPU), so the first lent GPU can set it."""
     from unittest import mock
 
     import torch
@@ -423,6 +425,13 @@ def scoring_section(args, clock: Clock, tokenizer, data) -> None:
     say("scoring", f"probe-shaped: {len(prompts)} prompts x {len(tails)} tails: shared {new_s:.2f} s, per-pair "
         f"{ref_s:.2f} s: {ref_s / new_s:.2f}x; largest log-likelihood gap {gap:.1e}; same best tail {same}/{len(prompts)}",
         summary=True)
+    requests = [pair for p in prompts for pair in scoring.encode_pairs(tokenizer, p, tails)]
+    pad, max_len = scoring._pad_id(tokenizer), scoring.max_length(model, tokenizer)
+    budgets = [(2048, 1024), scoring.PASS_BUDGETS["cuda"], (65536, 16384)]
+    times = [timed(scoring.score_token_requests, model, requests, pad, max_len, 1024, batch_tokens=b, logit_rows=r)[1]
+             for b, r in budgets]
+    say("scoring", "packed pass budgets (columns, scored positions): " + "; ".join(
+        f"{b}/{r}: {t:.2f} s" for (b, r), t in zip(budgets, times)) + f" (default {budgets[1]})", summary=True)
     limit = max(1, args.eval_limit // (1 if clock.left() > 60 else 4))
     kwargs = dict(tasks=list(CLOZE_TASKS), data=data, limit=limit, batch_size=args.eval_batch)
     ours, ours_s = timed(engine.evaluate, model, tokenizer, **kwargs)

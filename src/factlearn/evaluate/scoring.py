@@ -98,12 +98,19 @@ def _supports_logits_to_keep(model) -> bool:
     return "logits_to_keep" in inspect.signature(unwrap_peft(model).forward).parameters
 
 
+def _at_least_fp32(logits):
+    """bf16/fp16 logits in fp32 for the log-softmax; fp64 ones stay fp64 (the benchmarks' maths check)."""
+    import torch
+
+    return logits.to(torch.promote_types(logits.dtype, torch.float32))
+
+
 def _tail_logits(model, ids, mask, keep: int):
     """Logits of the last `keep` positions only ([batch, keep, vocab], fp32)."""
     position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
     extra = {"logits_to_keep": keep} if _supports_logits_to_keep(model) else {}
     logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids, use_cache=False, **extra).logits
-    return logits[:, -keep:, :].float()
+    return _at_least_fp32(logits[:, -keep:, :])
 
 
 # --------------------------------------------------------------------------- scoring
@@ -188,7 +195,7 @@ def _score_rows(model, rows: Sequence[Row], pad_id: int, device, scores) -> None
     logits = model(input_ids=ids.to(device), attention_mask=mask[:, None], position_ids=positions.to(device),
                    use_cache=False, **extra).logits[:, -keep:, :]
     # over every kept row: cheaper than copying out the needed rows first (measured on CPU)
-    logprobs = torch.log_softmax(logits.float(), dim=-1).reshape(-1, logits.shape[-1])
+    logprobs = torch.log_softmax(_at_least_fp32(logits), dim=-1).reshape(-1, logits.shape[-1])
     picked = logprobs[torch.tensor(flat_rows, device=device), torch.tensor(tokens, device=device)].double().cpu()
     scores.index_add_(0, torch.tensor(owners), picked)
 

@@ -23,7 +23,8 @@ Memory, per device, in bytes. All from the model's config.json (no weights are r
   values per token (attention by SDPA: no seq^2 term). The loss adds the logits in the compute dtype and
   in fp32 with their gradient (10 bytes per token per vocabulary entry).
 - eval/control/probe: the weights in the eval dtype (bf16 on GPU, fp32 on CPU) + the KV cache of a
-  batch of few-shot contexts + one forward's transient activations + the scored logits in fp32.
+  batch of few-shot contexts being generated from + one forward's transient activations + the logits
+  of a packed likelihood pass (scoring.PASS_BUDGETS scored positions x vocabulary).
 - ablate: a full-finetune ablation holds the trained model, the base model and the delta's copies at
   once (3 x weights); a LoRA one holds the model with its adapter (1 x weights).
 - every GPU adds CUDA_OVERHEAD (CUDA context, allocator slack).
@@ -248,14 +249,17 @@ def train_peak_bytes(size: ModelSize, hw: Hardware, *, trainable: float | None, 
 
 def eval_peak_bytes(size: ModelSize, hw: Hardware, *, batch_size: int, ctx_tokens: float, copies: float = 1.0,
                     extra_params: float = 0.0) -> float:
-    """Peak bytes on one device while evaluating: `copies` x the weights (+ adapter), KV cache, one
-    forward's activations and the scored logits."""
+    """Peak bytes on one device while evaluating: `copies` x the weights (+ adapter), the generation KV
+    cache, one forward's activations and the scored logits of a packed likelihood pass."""
+    from factlearn.evaluate.scoring import PASS_BUDGETS
+
     w = 2 if hw.kind == "cuda" else 4
     weights = w * (copies * size.stored_params + extra_params)
     tokens = batch_size * (ctx_tokens + 32)  # + generated tokens
     kv = tokens * size.num_layers * 2 * (size.kv_dim or size.hidden) * w
-    acts = tokens * w * (4 * size.hidden + 2 * size.intermediate)
-    logits = batch_size * 4 * size.vocab * 4 * 2  # up to 4 scored positions, fp32, log_softmax copy
+    pass_tokens, scored = PASS_BUDGETS["cuda" if hw.kind == "cuda" else "cpu"]
+    acts = max(tokens, pass_tokens) * w * (4 * size.hidden + 2 * size.intermediate)
+    logits = scored * size.vocab * (w + 4 + 4)  # in the model dtype, as fp32, and their log-softmax
     return weights + kv + acts + logits + _overhead(hw)
 
 
