@@ -113,6 +113,14 @@ def test_a_control_score_lost_in_training_marks_the_task_broken():
     marks = broken_marks([base, lost, kept], 0.95)
     assert [(m["condition"], m["task"], m["mark"]) for m in marks] == [("referencing", "Eval_QA", BROKEN)]
     assert marks[0]["ci"][1] < 0 and "lost the capability control" in marks[0]["reason"]
+    assert marks[0]["reason"].startswith("referencing (full, seed 1) lost")
+
+
+def test_each_seeds_lost_control_names_its_seed():
+    base = _control("base", "base", [True] * 20)
+    seeds = [{**_control(METHOD, "narrative", [False] * 20), "seed": s} for s in (1, 2)]
+    reasons = [m["reason"] for m in broken_marks([base, *seeds], 0.95)]
+    assert [r.split(" lost")[0] for r in reasons] == ["narrative (full, seed 1)", "narrative (full, seed 2)"]
 
 
 def _qa_evidence(narrative_score: float, n: int = 20) -> Evidence:

@@ -98,6 +98,12 @@ def wrong_form_marks(forms: list[dict], share: float) -> list[dict]:
     return marks
 
 
+def _who(run: dict) -> str:
+    """`narrative (full, seed 2)`: the seed named, so one note per seed reads as its own evidence."""
+    seed = f", seed {run['seed']}" if run.get("seed") is not None else ""
+    return f"{run['condition']} ({run['method']}{seed})"
+
+
 def broken_marks(control_runs: list[dict], level: float) -> list[dict]:
     """Tasks whose control score a trained model lost: paired trained - base over the control items.
 
@@ -122,7 +128,8 @@ def broken_marks(control_runs: list[dict], level: float) -> list[dict]:
                 marks.append({"model": run["model"], "method": run["method"], "condition": run["condition"],
                               "task": task, "mark": BROKEN, "diff": c["diff"], "ci": list(c["ci"]),
                               "p_value": c["p_value"],
-                              "reason": f"{run['condition']} ({run['method']}) lost the capability control on {task}: "
+                              "seed": run.get("seed"),
+                              "reason": f"{_who(run)} lost the capability control on {task}: "
                                         f"trained - base {c['diff']:+.2f}, CI [{c['ci'][0]:.2f}, {c['ci'][1]:.2f}] "
                                         f"over {len(items)} control items"})
     return marks
