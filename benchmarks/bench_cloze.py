@@ -2,8 +2,8 @@
 
 A cloze item scores each of its four choice texts after the same 5-shot context. The current engine
 (factlearn.evaluate.evaluate -> scoring.score_shared) runs the context once and packs every choice
-after it under a block attention mask; the reference is the same engine with the per-pair path (factlearn.evaluate.scoring_reference:
-one sequence per choice, as before); the peer is lm-evaluation-harness 0.4 (HFLM, batch 1) on the
+after it under a block attention mask; the reference is the same engine with the per-pair path
+(factlearn.evaluate.scoring_reference: one sequence per choice, as before); the peer is lm-evaluation-harness 0.4 (HFLM, batch 1) on the
 tasks `factlearn export-lm-eval` writes. All three run in this process on one model object and the
 same prompts. Prints the times, ratios (targets: >= 3x the reference, faster than lm-eval), answers
 that differ (must be 0) and the fp32 matmul peak measured in the same run (the machine may be shared).
